@@ -1,0 +1,398 @@
+"""Run configuration: one YAML file with sections ``data``, ``model``, ``train``, ``eval``, ``sweep``.
+
+A config is named by one of
+
+* an embedded name: ``paper`` (the authors' defaults, SPEC §1.8, §2, §4.5, §5) or ``tiny`` (a CPU demo),
+  shipped in ``fastrecur/configs/``;
+* a path to such a YAML file (missing keys take the defaults of the dataclasses below);
+* a directory holding the authors' ``model_config.yaml``, ``train_config.yaml`` and
+  ``data_config.yaml`` (their layout, translated by ``from_upstream_dir``).
+
+``overrides`` are ``section.key=value`` strings (values parsed as YAML), applied last, e.g.
+``train.steps=200 model.hidden_size=64``. Every invalid value raises ``ConfigError`` naming the key,
+the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ConfigError
+from .model import ModelConfig
+
+EMBEDDED_CONFIGS = ("paper", "tiny")
+PADDING_MODES = ("trim", "faithful")
+CORRUPTION_STRATEGIES = ("last", "previous", "random")
+EVAL_POLICIES = ("depth+2", "fixed", "fixed-point")
+BACKENDS = ("auto", "reference", "triton")
+PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("none", "cosine")
+
+
+@dataclass
+class DataSettings:
+    """Where training and validation graphs come from."""
+
+    source: str = "stream"  # stream: fresh seeded graphs; files: train_file (ours or the authors')
+    train: dict = field(default_factory=dict)  # graph generator knobs (fastrecur.data.DagConfig)
+    train_file: Optional[str] = None
+    vocab_file: Optional[str] = None  # vocab.json for train_file (default: beside it)
+    val: dict = field(default_factory=dict)  # in-training validation graphs (DagConfig knobs); {} = none
+    val_file: Optional[str] = None
+    val_samples: int = 256
+    seed: Optional[int] = None  # data stream seed (default: train.seed)
+
+    def validate(self) -> None:
+        _choice("data.source", self.source, ("stream", "files"))
+        if self.source == "files" and not self.train_file:
+            raise ConfigError("data.source='files' needs data.train_file (a .pt file, ours or the authors')")
+        _positive("data.val_samples", self.val_samples)
+
+
+@dataclass
+class CorruptionSettings:
+    """Error correction (SPEC §5): corrupt VALUE slots of teacher inputs on some steps."""
+
+    enable: bool = True
+    step_prob: float = 0.05  # per-step coin (authors: corruption_prob)
+    token_prob: float = 0.5  # per-candidate coin (authors: tokenwise_corruption_prob)
+    strategy: str = "last"  # last: depth == k (authors' code); previous: depth == k−1; random: depth ≤ k
+
+    def validate(self) -> None:
+        _probability("train.corruption.step_prob", self.step_prob)
+        _probability("train.corruption.token_prob", self.token_prob)
+        _choice("train.corruption.strategy", self.strategy, CORRUPTION_STRATEGIES)
+
+
+@dataclass
+class TrainSettings:
+    batch_size: int = 32  # graphs per step (× iterations = sequences)
+    steps: int = 156_300  # optimizer steps (authors: 100 epochs × 1,563 steps)
+    lr: float = 1e-3
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.01  # AdamW on all parameters, as the authors
+    schedule: str = "none"  # none (authors) | cosine (linear warmup, then cosine to min_lr)
+    warmup_steps: int = 0
+    min_lr: float = 1e-5
+    grad_clip: Optional[float] = None  # max global grad norm; None = off (authors)
+    loss_weights: tuple = (1.0, 1.0, 1.0, 1.0, 0.0, 0.0)
+    padding: str = "trim"  # trim: drop all-pad columns, mean over real tokens; faithful: authors' step
+    length_multiple: int = 32  # trim to a multiple of this, so few distinct shapes occur
+    corruption: CorruptionSettings = field(default_factory=CorruptionSettings)
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+    backend: str = "auto"  # auto: triton on CUDA, reference elsewhere
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 0  # in-training validation interval in steps (0 = only at the end)
+    ckpt_every: int = 1000
+    out_dir: str = "runs/run"
+    time_limit_s: Optional[float] = None  # stop (and checkpoint) after this much training time
+
+    def validate(self) -> None:
+        for key in ("batch_size", "steps", "length_multiple", "log_every"):
+            _positive(f"train.{key}", getattr(self, key))
+        for key in ("eval_every", "ckpt_every", "warmup_steps"):
+            if int(getattr(self, key)) < 0:
+                raise ConfigError(f"train.{key}={getattr(self, key)!r} is invalid: must be >= 0")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr={self.lr!r} is invalid: must be > 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"train.betas={self.betas!r} is invalid: two numbers in [0, 1)")
+        if len(self.loss_weights) != 6 or any(w < 0 for w in self.loss_weights):
+            raise ConfigError(f"train.loss_weights={self.loss_weights!r} is invalid: six non-negative weights")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"train.grad_clip={self.grad_clip!r} is invalid: a positive number or null")
+        _choice("train.schedule", self.schedule, SCHEDULES)
+        _choice("train.padding", self.padding, PADDING_MODES)
+        _choice("train.precision", self.precision, PRECISIONS)
+        _choice("train.backend", self.backend, BACKENDS)
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"train.device={self.device!r} is invalid: auto, cpu, cuda or cuda:N")
+        self.corruption.validate()
+
+
+@dataclass
+class EvalSettings:
+    policy: str = "depth+2"  # depth+2 (authors) | fixed | fixed-point
+    extra_iters: int = 2  # depth+N: iterations = max graph depth of the set (from inputs) + 1 + ... see evaluate
+    fixed_iters: int = 8  # for policy fixed
+    max_iters: int = 64  # cap for fixed-point
+    batch_size: int = 64
+
+    def validate(self) -> None:
+        _choice("eval.policy", self.policy, EVAL_POLICIES)
+        if self.extra_iters < 0:
+            raise ConfigError(f"eval.extra_iters={self.extra_iters!r} is invalid: must be >= 0")
+        for key in ("fixed_iters", "max_iters", "batch_size"):
+            _positive(f"eval.{key}", getattr(self, key))
+
+
+@dataclass
+class SweepSettings:
+    sizes: list = field(default_factory=lambda: list(range(8, 129, 8)))
+    num_graphs: int = 1024
+    num_leaf_nodes: int = 6
+    seed: int = 1234
+    data_dir: Optional[str] = None  # read testdata_N{n}.pt from here instead of generating
+
+    def validate(self) -> None:
+        if not self.sizes or any(int(n) < 2 for n in self.sizes):
+            raise ConfigError(f"sweep.sizes={self.sizes!r} is invalid: a non-empty list of graph sizes >= 2")
+        _positive("sweep.num_graphs", self.num_graphs)
+
+
+@dataclass
+class RunConfig:
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    name: str = "run"
+
+    def validate(self) -> "RunConfig":
+        for part in (self.data, self.train, self.eval, self.sweep):
+            part.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "data": dataclasses.asdict(self.data),
+            "model": self.model.to_dict(),
+            "train": _plain(dataclasses.asdict(self.train)),
+            "eval": dataclasses.asdict(self.eval),
+            "sweep": dataclasses.asdict(self.sweep),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d or {})
+        _check_keys("config", d, {"name", "data", "model", "train", "eval", "sweep"})
+        train = dict(d.get("train") or {})
+        corruption = _build(CorruptionSettings, train.pop("corruption", None) or {}, "train.corruption")
+        model = dict(d.get("model") or {})
+        try:
+            model_cfg = ModelConfig.from_dict(model)
+        except TypeError as exc:
+            raise ConfigError(f"model: {exc}") from exc
+        return cls(
+            name=str(d.get("name", "run")),
+            data=_build(DataSettings, d.get("data") or {}, "data"),
+            model=model_cfg,
+            train=_build(TrainSettings, {**train, "corruption": corruption}, "train"),
+            eval=_build(EvalSettings, d.get("eval") or {}, "eval"),
+            sweep=_build(SweepSettings, d.get("sweep") or {}, "sweep"),
+        ).validate()
+
+
+def load_config(name_or_path: str, overrides: Optional[list[str]] = None) -> RunConfig:
+    """Load an embedded config, a YAML file or an authors' config directory, then apply overrides."""
+    if name_or_path in EMBEDDED_CONFIGS:
+        text = resources.files("fastrecur.configs").joinpath(f"{name_or_path}.yaml").read_text()
+        raw = yaml.safe_load(text)
+    elif os.path.isdir(name_or_path):
+        raw = from_upstream_dir(name_or_path)
+    elif os.path.isfile(name_or_path):
+        raw = _read_yaml(name_or_path)
+    else:
+        raise ConfigError(
+            f"config {name_or_path!r} not found: give an embedded name ({', '.join(EMBEDDED_CONFIGS)}), "
+            "a YAML file, or a directory with the authors' model/train/data_config.yaml"
+        )
+    for item in overrides or []:
+        apply_override(raw, item)
+    return RunConfig.from_dict(raw)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply ``section.key[.sub]=value`` to the raw config dict (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is invalid: use section.key=value, e.g. train.steps=100")
+    path, value = item.split("=", 1)
+    keys = path.strip().split(".")
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {key!r} is not a section")
+    try:
+        node[keys[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML") from exc
+
+
+# --- the authors' configuration files -------------------------------------------------------------
+
+
+def from_upstream_dir(folder: str) -> dict:
+    """Translate the authors' ``model_config.yaml`` / ``train_config.yaml`` / ``data_config.yaml``."""
+    from .compat.checkpoints import model_config_from_upstream
+
+    paths = {name: os.path.join(folder, f"{name}_config.yaml") for name in ("model", "train", "data")}
+    missing = [p for p in paths.values() if not os.path.isfile(p)]
+    if missing:
+        raise ConfigError(f"{folder}: the authors' config layout needs {', '.join(os.path.basename(p) for p in missing)}")
+    model_raw, train_raw = _read_yaml(paths["model"]), _read_yaml(paths["train"])
+    data = data_from_upstream(paths["data"])
+    vocab_sizes = data.pop("_vocab_sizes")
+    model = model_config_from_upstream(model_raw, vocab_sizes).to_dict()
+    train = train_from_upstream(train_raw, num_train_samples=data.pop("_num_train_samples"))
+    return {"name": os.path.basename(os.path.abspath(folder)), "data": data, "model": model, "train": train}
+
+
+def data_from_upstream(path: str) -> dict:
+    """The ``data`` section for an authors' ``data_config.yaml``: their files if present, else the stream."""
+    from .data.upstream_config import read_data_config
+
+    parsed = read_data_config(path)
+    splits = {split.key: split for split in parsed.splits}
+    train = splits["dag_config"]
+    out = {"source": "stream", "train": _dag_dict(train.config), "_num_train_samples": train.num_samples}
+    out["_vocab_sizes"] = parsed.vocab.sizes
+    val = splits.get("val_dag_config")
+    if val is not None:
+        out["val"] = _dag_dict(val.config)
+        out["val_samples"] = val.num_samples
+    data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), parsed.data_dir)
+    train_file = os.path.join(data_dir, train.file_name)
+    if os.path.isfile(train_file):
+        out.update(source="files", train_file=train_file)
+        if val is not None and os.path.isfile(os.path.join(data_dir, val.file_name)):
+            out["val_file"] = os.path.join(data_dir, val.file_name)
+    return out
+
+
+def _dag_dict(config) -> dict:
+    d = dataclasses.asdict(config)
+    d["func_vocab"] = list(d["func_vocab"])
+    return d
+
+
+def train_from_upstream(t: dict, num_train_samples: int) -> dict:
+    if not t.get("use_fast_batch_forward", True):
+        raise ConfigError("train_config use_fast_batch_forward=false (the sequential path) is not implemented by fastrecur")
+    if t.get("nointerm", False):
+        raise ConfigError("train_config nointerm=true (BPTT training) is not implemented by fastrecur's trainer")
+    optimizer = t.get("optimizer", "AdamW")
+    if optimizer != "AdamW":
+        raise ConfigError(f"train_config optimizer={optimizer!r} is not supported: fastrecur trains with AdamW")
+    opt = t.get("AdamW_optimizer_config", {})
+    batch_size = int(t.get("batch_size", 32))
+    steps_per_epoch = math.ceil(num_train_samples / batch_size)
+    rec = t.get("recorrection_args", {}) or {}
+    out = {
+        "batch_size": batch_size,
+        "steps": int(t.get("max_epochs", 100)) * steps_per_epoch,
+        "lr": float(opt.get("lr", t.get("learning_rate", 1e-3))),
+        "betas": list(opt.get("betas", [0.9, 0.999])),
+        "eps": float(opt.get("eps", 1e-8)),
+        "weight_decay": float(opt.get("weight_decay", 0.01)),
+        "compile": bool(t.get("compile", False)),
+        "corruption": {
+            "enable": bool(rec.get("enable", False)),
+            "step_prob": float(rec.get("corruption_prob", 0.05)),
+            "token_prob": float(rec.get("tokenwise_corruption_prob", 0.5)),
+            "strategy": rec.get("corruption_strategy", "last"),
+        },
+        "padding": "faithful",
+    }
+    scheduler = t.get("lr_scheduler", "none") or "none"
+    if scheduler == "cosine":
+        c = t.get("cosine_scheduler_config", {})
+        out.update(schedule="cosine", warmup_steps=int(c.get("warmup_steps", 0)), min_lr=float(c.get("min_lr", 1e-5)))
+    elif scheduler not in ("none", None):
+        raise ConfigError(f"train_config lr_scheduler={scheduler!r} is not supported: none or cosine")
+    if t.get("seed") is not None:
+        out["seed"] = int(t["seed"])
+    return out
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _check_keys(where: str, d: dict, allowed) -> None:
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _build(cls, d: dict, where: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping, got {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(where, d, fields)
+    values = {}
+    for key, value in d.items():
+        default = fields[key].default if fields[key].default is not dataclasses.MISSING else None
+        values[key] = _coerce(f"{where}.{key}", value, default)
+    return cls(**values)
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Check a YAML value against the type of its default (ints for floats are fine)."""
+    if value is None or default is None or dataclasses.is_dataclass(value):
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is invalid: expected true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}={value!r} is invalid: expected an integer")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}={value!r} is invalid: expected a number")
+        return float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r} is invalid: expected a string")
+    elif isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} is invalid: expected a list")
+        return tuple(value)
+    return value
+
+
+def _choice(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is invalid: allowed values are {', '.join(map(str, allowed))}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if int(value) < 1:
+        raise ConfigError(f"{key}={value!r} is invalid: must be a positive integer")
+
+
+def _probability(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key}={value!r} is invalid: a probability in [0, 1]")
+
+
+def _plain(d: Any) -> Any:
+    """Tuples → lists, recursively (for YAML/JSON output)."""
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_plain(v) for v in d]
+    return d

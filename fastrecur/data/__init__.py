@@ -1,0 +1,56 @@
+"""Random arithmetic graphs, their factored tokenization and the tensors built from them (SPEC §1, §4.1).
+
+This package knows nothing of models or training: it makes, reads and checks data.
+"""
+
+from .config import DagConfig, ood_config, required_length
+from .dataset import GraphDataset, dataset_spec, input_depth, make_inputs, teacher_states
+from .generate import BLOCK_SIZE, GraphStream, generate_block, generate_dataset, graph_batch
+from .vocab import (
+    FACTORS,
+    MODIFICATION,
+    OPERATION,
+    REGRET,
+    SYN_EQ,
+    SYN_EQ_SEP,
+    SYN_OPERATION,
+    SYN_PAD,
+    SYN_UNK,
+    SYN_VALUE,
+    SYN_VARIABLE,
+    SYNTAX,
+    VALUE,
+    VARIABLE,
+    Vocab,
+)
+
+__all__ = [
+    "BLOCK_SIZE",
+    "FACTORS",
+    "MODIFICATION",
+    "OPERATION",
+    "REGRET",
+    "SYNTAX",
+    "SYN_EQ",
+    "SYN_EQ_SEP",
+    "SYN_OPERATION",
+    "SYN_PAD",
+    "SYN_UNK",
+    "SYN_VALUE",
+    "SYN_VARIABLE",
+    "VALUE",
+    "VARIABLE",
+    "DagConfig",
+    "GraphDataset",
+    "GraphStream",
+    "Vocab",
+    "dataset_spec",
+    "generate_block",
+    "generate_dataset",
+    "graph_batch",
+    "input_depth",
+    "make_inputs",
+    "ood_config",
+    "required_length",
+    "teacher_states",
+]

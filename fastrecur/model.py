@@ -1,0 +1,279 @@
+"""The recurrent block: factored embedding → pre-LN Transformer with DeBERTa-style relative
+attention → six per-factor heads (SPEC §2).
+
+One forward pass is *one* iteration of the recurrence; the discrete bottleneck that feeds the
+decoded tokens back in lives in ``fastrecur.recurrence``.
+
+Module and parameter names mirror the authors' model (SPEC Appendix A), so their checkpoints map
+one-to-one onto ours (``fastrecur.compat``). Initialization is PyTorch's default (SPEC §2.5).
+
+The attention computation itself is pluggable (``RecurrentTransformer.set_attention``): the
+plain-PyTorch oracle ``fastrecur.attention.relpos_attention_reference`` by default, or a fused
+kernel with the same signature. The model never imports kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import AttentionFn, relpos_attention_reference
+from .errors import ConfigError
+from .profiling import nvtx_range
+
+DEFAULT_VOCAB_SIZES = (7, 129, 2, 25, 2, 2)  # SYNTAX, VARIABLE, OPERATION, VALUE, REGRET, MODIFICATION
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of the recurrent block. Defaults are the paper's model (8,033,447 params)."""
+
+    vocab_sizes: tuple[int, ...] = DEFAULT_VOCAB_SIZES
+    hidden_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 16
+    mlp_size: Optional[int] = None  # None → 4 × hidden_size
+    relpos_window: int = 64  # W: buckets clamp(j − i, −W+1+s, s)
+    relpos_shift: int = 0  # s
+    relpos_embed_size: int = 256  # width of the shared relative-position table
+    relpos_c2p: bool = True  # q_i · K^r term (authors' relpos_q_k_enabled[0], uses relpos_k_proj)
+    relpos_p2c: bool = True  # k_j · Q^r term (authors' relpos_q_k_enabled[1], uses relpos_q_proj)
+    pos_layer_norm: bool = True  # LayerNorm on the relative-position table
+    causal: bool = True
+    attn_dropout: float = 0.1  # on attention probabilities and on the position table
+    resid_dropout: float = 0.1  # on the encoder input and on each MLP output
+    bias: bool = True  # biases of the attention and relative-position projections
+    layer_norm: bool = True
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        object.__setattr__(self, "vocab_sizes", tuple(int(v) for v in self.vocab_sizes))
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def inner_size(self) -> int:
+        return self.mlp_size if self.mlp_size is not None else 4 * self.hidden_size
+
+    def validate(self) -> None:
+        def fail(key, value, allowed):
+            raise ConfigError(f"model.{key}={value!r} is invalid: {allowed}")
+
+        if len(self.vocab_sizes) != 6 or min(self.vocab_sizes) < 1:
+            fail("vocab_sizes", self.vocab_sizes, "need six positive sizes (one per factor)")
+        for key in ("hidden_size", "num_layers", "num_heads", "relpos_window", "relpos_embed_size"):
+            if int(getattr(self, key)) < 1:
+                fail(key, getattr(self, key), "must be a positive integer")
+        if self.hidden_size % self.num_heads:
+            fail("num_heads", self.num_heads, f"must divide hidden_size={self.hidden_size}")
+        if self.head_dim % 8:
+            fail("num_heads", self.num_heads, f"head dim hidden_size/num_heads={self.head_dim} must be a multiple of 8")
+        if self.mlp_size is not None and self.mlp_size < 1:
+            fail("mlp_size", self.mlp_size, "must be a positive integer or null (4 × hidden_size)")
+        if not 0 <= self.relpos_shift < self.relpos_window:
+            fail("relpos_shift", self.relpos_shift, f"must be in [0, relpos_window={self.relpos_window})")
+        for key in ("attn_dropout", "resid_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                fail(key, getattr(self, key), "must be in [0, 1)")
+        if self.layer_norm_eps <= 0:
+            fail("layer_norm_eps", self.layer_norm_eps, "must be > 0")
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["vocab_sizes"] = list(self.vocab_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config key(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+def _layer_norm(cfg: ModelConfig, size: int) -> nn.Module:
+    return nn.LayerNorm(size, eps=cfg.layer_norm_eps) if cfg.layer_norm else nn.Identity()
+
+
+class FactoredEmbedding(nn.Module):
+    """``x = E_SYN[s] + E_VAR[v] + E_OP[o] + E_VAL[a] + E_REG[r] + E_MOD[m]`` (SPEC §2.1)."""
+
+    def __init__(self, vocab_sizes: tuple[int, ...], dim: int):
+        super().__init__()
+        self.vocab_sizes = tuple(vocab_sizes)
+        self.embeddings = nn.ModuleList(nn.Embedding(v, dim) for v in vocab_sizes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.shape[-1] != len(self.embeddings):
+            raise ValueError(f"tokens must end in {len(self.embeddings)} factors, got shape {tuple(tokens.shape)}")
+        x = self.embeddings[0](tokens[..., 0])
+        for f in range(1, len(self.embeddings)):  # summed in factor order, as the authors do
+            x = x + self.embeddings[f](tokens[..., f])
+        return x
+
+
+class RelativePositionTable(nn.Module):
+    """The one position table shared by all layers: ``P = LN_pos(R)``, ``R ∈ R^{W×E}``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.relpos_embeddings = nn.Embedding(cfg.relpos_window, cfg.relpos_embed_size)
+        self.layer_norm = (
+            nn.LayerNorm(cfg.relpos_embed_size, eps=1e-5) if cfg.pos_layer_norm else nn.Identity()
+        )
+
+    def forward(self) -> torch.Tensor:
+        return self.layer_norm(self.relpos_embeddings.weight)
+
+
+class RelativePositionAttention(nn.Module):
+    """Multi-head causal self-attention with c2p and p2c relative-position terms (SPEC §2.3)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D, E = cfg.hidden_size, cfg.relpos_embed_size
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.window, self.shift, self.causal = cfg.relpos_window, cfg.relpos_shift, cfg.causal
+        self.attn_dropout = cfg.attn_dropout
+        self.q_proj = nn.Linear(D, D, bias=cfg.bias)
+        self.k_proj = nn.Linear(D, D, bias=cfg.bias)
+        self.v_proj = nn.Linear(D, D, bias=cfg.bias)
+        self.o_proj = nn.Linear(D, D, bias=cfg.bias)
+        # Per-layer projections of the shared table; a disabled term has no parameters (as upstream).
+        self.relpos_k_proj = nn.Linear(E, D, bias=cfg.bias) if cfg.relpos_c2p else None
+        self.relpos_q_proj = nn.Linear(E, D, bias=cfg.bias) if cfg.relpos_p2c else None
+        self.pos_dropout = nn.Dropout(cfg.attn_dropout)
+        self.attention_fn: AttentionFn = relpos_attention_reference
+
+    def forward(self, x: torch.Tensor, pos_table: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        H, d = self.num_heads, self.head_dim
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # [B, L, D] → [B, H, L, d]
+            return t.view(B, L, H, d).transpose(1, 2)
+
+        with nvtx_range("attention"):
+            q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+            pos = self.pos_dropout(pos_table)  # each layer drops out the shared table on its own
+            pos_k = self.relpos_k_proj(pos).view(self.window, H, d) if self.relpos_k_proj is not None else None
+            pos_q = self.relpos_q_proj(pos).view(self.window, H, d) if self.relpos_q_proj is not None else None
+            o = self.attention_fn(
+                q,
+                k,
+                v,
+                pos_k,
+                pos_q,
+                window=self.window,
+                shift=self.shift,
+                causal=self.causal,
+                dropout_p=self.attn_dropout if self.training else 0.0,
+            )
+            return self.o_proj(o.transpose(1, 2).reshape(B, L, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.hidden_size, cfg.inner_size)
+        self.proj = nn.Linear(cfg.inner_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.resid_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with nvtx_range("mlp"):
+            return self.dropout(self.proj(F.relu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN block: ``a = h + Attn(LN_1(h))``; ``h = a + MLP(LN_2(a))``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln_1 = _layer_norm(cfg, cfg.hidden_size)
+        self.attn = RelativePositionAttention(cfg)
+        self.ln_2 = _layer_norm(cfg, cfg.hidden_size)
+        self.mlp = MLP(cfg)
+
+    def forward(self, h: torch.Tensor, pos_table: torch.Tensor) -> torch.Tensor:
+        a = h + self.attn(self.ln_1(h), pos_table)
+        return a + self.mlp(self.ln_2(a))
+
+
+class Encoder(nn.Module):
+    """Input dropout → blocks → final LayerNorm (SPEC §2.2). Applied once per iteration."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.pos_model = RelativePositionTable(cfg)
+        self.dropout = nn.Dropout(cfg.resid_dropout)
+        self.blocks = nn.ModuleDict({f"layer_{i}": Block(cfg) for i in range(cfg.num_layers)})
+        self.ln_final = _layer_norm(cfg, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dropout(x)
+        pos_table = self.pos_model()  # LN'd once per pass, shared by every layer
+        for block in self.blocks.values():
+            h = block(h, pos_table)
+        return self.ln_final(h)
+
+
+class RecurrentTransformer(nn.Module):
+    """One iteration of the recurrence: factored tokens ``[B, L, 6]`` → six logits ``[B, L, V_f]``."""
+
+    def __init__(self, cfg: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = cfg
+        self.token_embedder = FactoredEmbedding(cfg.vocab_sizes, cfg.hidden_size)
+        self.transformer = Encoder(cfg)
+        self.output_layers = nn.ModuleList(nn.Linear(cfg.hidden_size, v) for v in cfg.vocab_sizes)
+
+    # The three stages, separately usable (the continuous "nointerm" variant and fused kernels
+    # need the hidden state between them).
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        with nvtx_range("embed"):
+            return self.token_embedder(tokens)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transformer(x)
+
+    def readout(self, z: torch.Tensor) -> list[torch.Tensor]:
+        with nvtx_range("readout"):
+            return [head(z) for head in self.output_layers]
+
+    def forward(self, tokens: torch.Tensor, *, hidden: bool = False):
+        """Six logit tensors; with ``hidden=True`` the final hidden state ``z`` ``[B, L, D]`` instead
+        (fused heads read it directly; going through ``forward`` keeps DDP's hooks in the loop)."""
+        if tokens.dim() != 3 or tokens.shape[-1] != len(self.config.vocab_sizes):
+            raise ValueError(f"tokens must be [B, L, {len(self.config.vocab_sizes)}], got {tuple(tokens.shape)}")
+        z = self.encode(self.embed(tokens))
+        return z if hidden else self.readout(z)
+
+    def set_attention(self, attention_fn: AttentionFn) -> "RecurrentTransformer":
+        """Swap the attention implementation of every layer (same weights, same math)."""
+        for block in self.transformer.blocks.values():
+            block.attn.attention_fn = attention_fn
+        return self
+
+    # Concatenated views used by fused kernels (a head GEMM over all six factors at once).
+    def head_weight(self) -> torch.Tensor:
+        return torch.cat([head.weight for head in self.output_layers], dim=0)
+
+    def head_bias(self) -> torch.Tensor:
+        return torch.cat([head.bias for head in self.output_layers], dim=0)
+
+    def embedding_weight(self) -> torch.Tensor:
+        return torch.cat([emb.weight for emb in self.token_embedder.embeddings], dim=0)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

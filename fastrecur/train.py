@@ -1,0 +1,409 @@
+"""Training with algorithmic supervision and error correction (SPEC §4–§5).
+
+One step, for a batch of B graphs of maximum depth D:
+
+1. teacher states: inputs ``S_0 … S_D`` and targets ``S_1 … S_{D+1}`` (``K = D + 1`` iterations);
+2. on a corrupted step (probability ``corruption.step_prob``), noise in the inputs' VALUE slots;
+3. one forward pass over all ``K·B`` sequences (no gradient flows between iterations);
+4. ``Σ_f w_f · mean CE_f``, one backward pass, one AdamW step.
+
+Padding: ``trim`` (default) drops trailing all-pad columns (to a multiple of ``length_multiple``) and
+averages over real tokens; ``faithful`` runs the full padded length with pads in the mean, exactly
+the authors' step. Trimming cannot change the outputs at real positions: attention is causal and pads
+come last (SPEC §2.2).
+
+Checkpoints hold model, optimizer, scheduler, RNG states, step and config; they are written
+atomically, and ``--resume`` continues a run so that its losses equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from .backends import resolve_backend
+from .batches import training_batches, training_vocab
+from .config import RunConfig
+from .data import SYN_PAD, SYNTAX, GraphDataset
+from .errors import ConfigError, FastrecurError
+from .io import atomic_torch_save
+from .model import RecurrentTransformer
+from .profiling import nvtx_range
+from .runlog import RunLogger
+from .train_metrics import TrainMetrics
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but no CUDA device is available: use auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_multiplier(step: int, cfg) -> float:
+    """Linear warmup then cosine decay to ``min_lr`` (``schedule: cosine``); constant otherwise."""
+    if cfg.schedule == "none":
+        return 1.0
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    floor = cfg.min_lr / cfg.lr
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class StepBatch:
+    """One training batch on the device, trimmed, with its iteration count."""
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    depth: torch.Tensor
+    token_mask: Optional[torch.Tensor]  # bool [B, L] real tokens (trim mode) or None (faithful)
+    num_iters: int
+    normalizer: Optional[float] = None  # loss denominator per iteration-token (data-parallel only)
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens_seen: int = 0
+    train_time_s: float = 0.0
+    history: list = field(default_factory=list)  # logged records of this process
+
+
+class Trainer:
+    """Builds everything a run needs from a ``RunConfig``; ``fit()`` trains."""
+
+    def __init__(self, cfg: RunConfig, *, resume: Optional[str] = None, show_progress: bool = True, dist=None):
+        self.cfg = cfg
+        self.tcfg = cfg.train
+        self.dist = dist  # fastrecur.distributed.DistContext or None
+        self.is_main = dist is None or dist.rank == 0
+        self.show_progress = show_progress and self.is_main
+        self.device = dist.device if dist is not None else resolve_device(self.tcfg.device)
+        seed_everything(self.tcfg.seed + (dist.rank if dist is not None else 0))
+
+        self.vocab = training_vocab(cfg.data)
+        if tuple(cfg.model.vocab_sizes) != tuple(self.vocab.sizes):
+            raise ConfigError(
+                f"model.vocab_sizes={list(cfg.model.vocab_sizes)} does not match the data's vocabulary "
+                f"{list(self.vocab.sizes)} (num_vars, ops and mod_val decide it): set model.vocab_sizes to it"
+            )
+        self.model = RecurrentTransformer(cfg.model).to(self.device)
+        self.backend = resolve_backend(self.tcfg.backend, self.device)
+        self.model.set_attention(self.backend.attention)
+        self.train_model = self._wrap(self.model)
+
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=self.tcfg.lr,
+            betas=tuple(self.tcfg.betas),
+            eps=self.tcfg.eps,
+            weight_decay=self.tcfg.weight_decay,
+            fused=self.device.type == "cuda",
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_multiplier(s, self.tcfg))
+        # Corruption draws come from their own CPU generators: reproducible on any device and
+        # independent of dropout's RNG. The per-step coin is shared by all ranks (a global step is
+        # corrupted or not as a whole); the noise differs per rank.
+        self.rank = dist.rank if dist is not None else 0
+        self.step_coin_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 17)
+        self.corruption_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 31 + 1_000_003 * self.rank)
+        self.loss_weights = torch.tensor(self.tcfg.loss_weights, dtype=torch.float32, device=self.device)
+        self.state = TrainState()
+        self.out_dir = self.tcfg.out_dir
+        if resume:
+            self.load_checkpoint(resume)
+        self.autocast = self._autocast_context()
+
+    # --- setup helpers ----------------------------------------------------------------------
+
+    def _wrap(self, model: RecurrentTransformer):
+        module = model
+        if self.tcfg.compile:
+            module = torch.compile(module)
+        if self.dist is not None and self.dist.world_size > 1:
+            module = self.dist.wrap(module)
+        return module
+
+    def _autocast_context(self):
+        precision = self.tcfg.precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if precision == "bf16":
+            if self.device.type == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = True
+                torch.backends.cudnn.allow_tf32 = True
+            return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return lambda: torch.autocast(self.device.type, enabled=False)
+
+    def batches(self) -> Iterator[GraphDataset]:
+        rank, world = (self.dist.rank, self.dist.world_size) if self.dist is not None else (0, 1)
+        seed = self.cfg.data.seed if self.cfg.data.seed is not None else self.tcfg.seed
+        return training_batches(self.cfg.data, self.tcfg.batch_size, seed, self.state.step, rank, world)
+
+    # --- one step ---------------------------------------------------------------------------
+
+    def prepare(self, batch: GraphDataset) -> StepBatch:
+        """Trim (on the host, so no device sync), count iterations, move to the device.
+
+        With several processes, every rank must run the same number of iterations on the same
+        length, and divide its loss by the global token count / world size: then DDP's gradient
+        average equals the gradient of one process that saw the whole global batch.
+        """
+        tokens, labels, depth = batch.tokens, batch.labels, batch.depth
+        num_iters, real_len = int(depth.max()) + 1, int(batch.lengths.max())
+        if self.dist is not None:
+            num_iters, real_len = self.dist.all_max(num_iters, real_len)
+        token_mask, normalizer = None, None
+        if self.tcfg.padding == "trim":
+            keep = min(tokens.shape[1], math.ceil(real_len / self.tcfg.length_multiple) * self.tcfg.length_multiple)
+            tokens, labels, depth = tokens[:, :keep], labels[:, :keep], depth[:, :keep]
+            token_mask = tokens[..., SYNTAX] != SYN_PAD
+            if self.dist is not None:
+                (global_count,) = self.dist.all_sum(int(token_mask.sum()))
+                normalizer = global_count * num_iters / self.dist.world_size
+        to = lambda t: t.to(self.device, non_blocking=True) if t is not None else None  # noqa: E731
+        return StepBatch(to(tokens), to(labels), to(depth), to(token_mask), num_iters, normalizer)
+
+    def train_step(self, sb: StepBatch) -> dict:
+        """One optimizer step; returns device tensors (no host sync)."""
+        with nvtx_range("step"):
+            c = self.tcfg.corruption
+            corrupt = c.enable and torch.rand((), generator=self.step_coin_rng).item() < c.step_prob
+            with nvtx_range("teacher"):
+                tb = self.backend.teacher_batch(
+                    sb.tokens,
+                    sb.labels,
+                    sb.depth,
+                    sb.num_iters,
+                    corrupt=corrupt,
+                    strategy=c.strategy,
+                    token_prob=c.token_prob,
+                    value_vocab_size=self.vocab.sizes[3],
+                    generator=self.corruption_rng,
+                )
+            K, B, L, F = tb.inputs.shape
+            mask = sb.token_mask.expand(K, B, L).reshape(K * B, L) if sb.token_mask is not None else None
+            self.train_model.train()
+            with nvtx_range("forward_loss"), self.autocast():
+                out = self.backend.loss(
+                    self.train_model,
+                    tb.inputs.reshape(K * B, L, F),
+                    tb.targets.reshape(K * B, L, F),
+                    self.loss_weights,
+                    mask,
+                    sb.normalizer,
+                )
+            with nvtx_range("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                out.total.backward()
+            with nvtx_range("optimizer"):
+                grad_norm = None
+                if self.tcfg.grad_clip is not None:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+        return {
+            "loss": out.total.detach(),
+            "per_factor": out.per_factor,
+            "correct": out.correct.view(K, B, L, F),
+            "corrupted": tb.corrupted,
+            "grad_norm": grad_norm,
+            "positions": K * B * L,
+        }
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def fit(self, on_log: Optional[Callable[[dict], None]] = None) -> TrainState:
+        tcfg = self.tcfg
+        logger = RunLogger(self.out_dir, enabled=self.is_main)
+        max_iters = self._max_iters()
+        metrics = TrainMetrics(max_iters, self.device)
+        progress = self._progress_bar()
+        start_wall = time.perf_counter()
+        interval_start, interval_positions = time.perf_counter(), 0
+        batches = self.batches()
+        try:
+            while self.state.step < tcfg.steps:
+                sb = self.prepare(next(batches))
+                out = self.train_step(sb)
+                self.state.step += 1
+                self.state.tokens_seen += out["positions"]
+                interval_positions += out["positions"]
+                metrics.update(out["loss"], out["per_factor"], out["correct"], sb.token_mask, sb.depth, out["corrupted"])
+                if progress is not None:
+                    progress.update(1)
+
+                step = self.state.step
+                if step % tcfg.log_every == 0 or step == tcfg.steps:
+                    elapsed = time.perf_counter() - interval_start
+                    record = {
+                        "step": step,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "tokens_per_s": interval_positions / max(elapsed, 1e-9),
+                        **metrics.summary(),
+                    }
+                    if out["grad_norm"] is not None:
+                        record["grad_norm"] = float(out["grad_norm"])
+                    self._log(record, logger, on_log, progress)
+                    interval_start, interval_positions = time.perf_counter(), 0
+                if tcfg.eval_every and step % tcfg.eval_every == 0 and step < tcfg.steps:
+                    self._log({"step": step, **self.validate()}, logger, on_log, progress)
+                if tcfg.ckpt_every and step % tcfg.ckpt_every == 0:
+                    self.save_checkpoint()
+                elapsed_total = self.state.train_time_s + time.perf_counter() - start_wall
+                if tcfg.time_limit_s is not None and elapsed_total >= tcfg.time_limit_s:
+                    if progress is not None:
+                        progress.write(f"time limit of {tcfg.time_limit_s:.0f}s reached at step {step}")
+                    break
+        except KeyboardInterrupt:
+            self.state.train_time_s += time.perf_counter() - start_wall
+            self.save_checkpoint()
+            if self.is_main:
+                print(f"\ninterrupted at step {self.state.step}; checkpoint saved to {self.checkpoint_path}")
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+            logger.close()
+        self.state.train_time_s += time.perf_counter() - start_wall
+        self.save_checkpoint()
+        return self.state
+
+    def _max_iters(self) -> int:
+        """Metrics are sized for the deepest graph the training data can hold."""
+        if self.cfg.data.source == "stream":
+            return int(self.cfg.data.train.get("max_depth", 6)) + 1
+        return training_max_depth(self.cfg.data) + 1
+
+    def _progress_bar(self):
+        if not self.show_progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.tcfg.steps, initial=self.state.step, desc="train", unit="step", dynamic_ncols=True)
+
+    def _log(self, record: dict, logger: RunLogger, on_log, progress) -> None:
+        self.state.history.append(record)
+        logger.log(record)
+        if on_log is not None:
+            on_log(record)
+        if progress is not None:
+            shown = {k: record[k] for k in ("loss", "tokens_per_s", "val/fully_solved") if k in record}
+            if shown:
+                progress.set_postfix(
+                    {k.split("/")[-1]: (f"{v:.4f}" if k == "loss" else f"{v:,.0f}" if k == "tokens_per_s" else f"{v:.3f}") for k, v in shown.items()}
+                )
+
+    def validate(self) -> dict:
+        """Closed-loop accuracy on held-out graphs (the in-training validation set)."""
+        from .evaluate import Evaluator, validation_dataset
+
+        dataset = validation_dataset(self.cfg, self.vocab)
+        if dataset is None:
+            return {}
+        result = Evaluator(self.model, self.cfg.eval, self.device, self.backend).evaluate(dataset)
+        return {"val/fully_solved": result["fully_solved"], "val/value_acc": result["value_acc"]}
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.out_dir, CHECKPOINT_NAME)
+
+    def checkpoint(self) -> dict:
+        return {
+            "format": "fastrecur-checkpoint-v1",
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.state.step,
+            "tokens_seen": self.state.tokens_seen,
+            "train_time_s": self.state.train_time_s,
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "step_coin": self.step_coin_rng.get_state(),
+                "corruption": self.corruption_rng.get_state(),
+            },
+            "world_size": self.dist.world_size if self.dist is not None else 1,
+        }
+
+    def save_checkpoint(self, path: Optional[str] = None) -> None:
+        if not self.is_main:
+            return
+        atomic_torch_save(self.checkpoint(), path or self.checkpoint_path)
+
+    def load_checkpoint(self, path: str) -> None:
+        ckpt = load_checkpoint(path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.state.step = ckpt["step"]
+        self.state.tokens_seen = ckpt.get("tokens_seen", 0)
+        self.state.train_time_s = ckpt.get("train_time_s", 0.0)
+        rng = ckpt["rng"]
+        self.step_coin_rng.set_state(rng["step_coin"])
+        if self.rank == 0 and ckpt.get("world_size", 1) == (self.dist.world_size if self.dist else 1):
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+            if rng.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            self.corruption_rng.set_state(rng["corruption"])
+        else:
+            # Only rank 0's generators are saved: other ranks (or a new world size) continue from
+            # fresh seeds that depend on the step, so no two ranks or resumes repeat a stream.
+            seed = self.tcfg.seed + 1_000_003 * self.rank + 7_919 * self.state.step
+            seed_everything(seed)
+            self.corruption_rng.manual_seed(seed * 7919 + 31)
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a fastrecur training checkpoint (CPU), with a clear error if it is not one."""
+    if not os.path.isfile(path):
+        raise FastrecurError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise FastrecurError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "fastrecur-checkpoint-v1":
+        raise FastrecurError(
+            f"{path}: not a fastrecur training checkpoint (for the authors' checkpoints use fastrecur.compat.load_upstream_checkpoint)"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(path: str, device: torch.device = torch.device("cpu")) -> tuple[RecurrentTransformer, RunConfig]:
+    """The trained model (eval mode) and the run config stored in a fastrecur checkpoint."""
+    ckpt = load_checkpoint(path)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    model = RecurrentTransformer(cfg.model)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg
+
+
+def training_max_depth(data_settings) -> int:
+    from .batches import load_training_file
+
+    return int(load_training_file(data_settings).depth.max())

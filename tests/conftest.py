@@ -1,0 +1,31 @@
+"""Test setup: run Triton kernels in the interpreter unless a CUDA device is present."""
+
+import os
+import sys
+
+import torch
+
+# Let test modules in subfolders import the shared helpers in this folder (e.g. `_stats`).
+sys.path.insert(0, os.path.dirname(__file__))
+
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    # Must be set before any module defining a @triton.jit kernel is imported.
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "upstream_tr32_add")
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """Where kernels run: the GPU when there is one, else the CPU (Triton interpreter)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture
+def upstream_fixture_dir() -> str:
+    path = os.path.abspath(FIXTURES)
+    if not os.path.isdir(path):
+        pytest.skip(f"authors' fixtures not found at {path}")
+    return path

@@ -1,0 +1,198 @@
+"""The trainer (SPEC §4–§5): corruption, losses, padding modes, schedule, checkpoints, resume."""
+
+import glob
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from _stats import binomial_bounds
+
+from fastrecur.backends import ReferenceBackend
+from fastrecur.config import RunConfig
+from fastrecur.corruption import candidate_slots, corrupt_values
+from fastrecur.data import SYN_PAD, SYNTAX, VALUE, DagConfig, generate_dataset, teacher_states
+from fastrecur.model import ModelConfig, RecurrentTransformer
+from fastrecur.train import Trainer, load_checkpoint, lr_multiplier
+
+GRAPHS = dict(num_nodes=8, num_leaf_nodes=3, min_fan_in=1, max_fan_in=3, max_depth=4, func_vocab=["ADD"], mod_val=5, num_vars=8, max_length=64)
+
+
+def small_config(tmp_path, **train) -> RunConfig:
+    vocab_sizes = DagConfig(**GRAPHS).vocab().sizes
+    return RunConfig.from_dict(
+        {
+            "data": {"train": dict(GRAPHS)},
+            "model": {"vocab_sizes": list(vocab_sizes), "hidden_size": 16, "num_layers": 1, "num_heads": 2, "relpos_window": 8, "relpos_embed_size": 8},
+            "train": {"batch_size": 4, "steps": 8, "log_every": 1, "ckpt_every": 0, "out_dir": str(tmp_path), **train},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    return generate_dataset(DagConfig(**{**GRAPHS, "num_vars": 12}), 16, seed=3)
+
+
+# --- error correction -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["last", "previous", "random"])
+def test_corruption_candidates_follow_each_strategy(graphs, strategy):
+    depth = graphs.depth
+    K = int(depth.max()) + 1
+    cand = candidate_slots(depth, K, strategy)
+    for k in range(K):
+        want = {"last": depth == k, "previous": depth == k - 1, "random": (depth <= k)}[strategy] & (depth >= 0)
+        assert torch.equal(cand[k], want)
+    inputs, _ = teacher_states(graphs.tokens, graphs.labels, depth, K)
+    out, mask = corrupt_values(inputs, depth, strategy=strategy, token_prob=1.0, value_vocab_size=7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mask, cand)  # token_prob = 1: every candidate, nothing else
+    assert torch.equal(out[..., :VALUE], inputs[..., :VALUE]) and torch.equal(out[..., VALUE + 1 :], inputs[..., VALUE + 1 :])
+    assert torch.equal(out[..., VALUE][~mask], inputs[..., VALUE][~mask])
+    assert out[..., VALUE][mask].min() >= 0 and out[..., VALUE][mask].max() <= 6
+
+
+def test_corruption_rates_and_replacement_distribution(graphs):
+    depth = graphs.depth.repeat(20, 1)
+    K = int(depth.max()) + 1
+    inputs = torch.zeros(K, *depth.shape, 6, dtype=torch.long)
+    _, mask = corrupt_values(inputs, depth, strategy="random", token_prob=0.3, value_vocab_size=7, generator=torch.Generator().manual_seed(1))
+    n = int(candidate_slots(depth, K, "random").sum())
+    lo, hi = binomial_bounds(n, 0.3)
+    assert lo <= int(mask.sum()) <= hi
+    out, mask = corrupt_values(inputs, depth, strategy="random", token_prob=1.0, value_vocab_size=7, generator=torch.Generator().manual_seed(2))
+    counts = torch.bincount(out[..., VALUE][mask], minlength=7)
+    lo, hi = binomial_bounds(n, 1 / 7)
+    assert all(lo <= c <= hi for c in counts.tolist())  # uniform over the whole VALUE vocabulary, N/A and EMPTY included
+
+
+def test_targets_are_never_corrupted(graphs):
+    K = int(graphs.depth.max()) + 1
+    tb = ReferenceBackend().teacher_batch(
+        graphs.tokens, graphs.labels, graphs.depth, K, corrupt=True, strategy="random", token_prob=1.0, value_vocab_size=7, generator=torch.Generator()
+    )
+    _, clean_targets = teacher_states(graphs.tokens, graphs.labels, graphs.depth, K)
+    assert torch.equal(tb.targets, clean_targets) and tb.corrupted.any()
+
+
+# --- losses and padding -----------------------------------------------------------------------
+
+
+def tiny_model(vocab_sizes, seed=0):
+    torch.manual_seed(seed)
+    return RecurrentTransformer(ModelConfig(vocab_sizes=vocab_sizes, hidden_size=16, num_layers=1, num_heads=2, relpos_window=8, relpos_embed_size=8)).eval()
+
+
+def test_faithful_loss_is_the_authors_mean_over_every_position(graphs):
+    model = tiny_model(graphs.vocab.sizes)
+    inputs, targets = (t.flatten(0, 1) for t in teacher_states(graphs.tokens, graphs.labels, graphs.depth, 3))
+    weights = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    out = ReferenceBackend().loss(model, inputs, targets, weights, None)
+    logits = model(inputs)
+    want = sum(F.cross_entropy(logits[f].flatten(0, 1), targets[..., f].flatten()) for f in range(4))
+    torch.testing.assert_close(out.total, want)
+    assert out.correct.shape == inputs.shape
+
+
+def test_trim_loss_averages_real_tokens_only(graphs):
+    model = tiny_model(graphs.vocab.sizes)
+    inputs, targets = (t.flatten(0, 1) for t in teacher_states(graphs.tokens, graphs.labels, graphs.depth, 2))
+    mask = inputs[..., SYNTAX] != SYN_PAD
+    weights = torch.tensor([1.0, 0.5, 0.0, 2.0, 0.0, 0.0])
+    out = ReferenceBackend().loss(model, inputs, targets, weights, mask)
+    logits = model(inputs)
+    want = sum(w * F.cross_entropy(logits[f][mask], targets[..., f][mask]) for f, w in enumerate(weights.tolist()))
+    torch.testing.assert_close(out.total, torch.as_tensor(want))
+
+
+def test_trimming_trailing_pads_leaves_real_outputs_unchanged(graphs):
+    model = tiny_model(graphs.vocab.sizes)
+    keep = int(graphs.lengths.max())
+    full = model(graphs.tokens)
+    trimmed = model(graphs.tokens[:, :keep])
+    for a, b in zip(full, trimmed):
+        torch.testing.assert_close(a[:, :keep], b, rtol=1e-5, atol=1e-5)
+
+
+# --- schedule ---------------------------------------------------------------------------------
+
+
+def test_cosine_schedule_really_steps(tmp_path):
+    cfg = small_config(tmp_path, schedule="cosine", warmup_steps=2, steps=6, lr=0.01, min_lr=0.001)
+    trainer = Trainer(cfg, show_progress=False)
+    trainer.fit()
+    lrs = [r["lr"] for r in trainer.state.history]
+    want = [0.01 * lr_multiplier(s, cfg.train) for s in range(1, 7)]
+    assert lrs == pytest.approx(want)
+    assert lrs[1] == pytest.approx(0.01) and lrs[-1] == pytest.approx(0.001)
+
+
+# --- checkpoints and resume -------------------------------------------------------------------
+
+
+def losses(history):
+    return [(r["step"], r["loss"]) for r in history if "loss" in r]
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    common = dict(steps=8, schedule="cosine", warmup_steps=3, corruption={"enable": True, "step_prob": 0.5, "token_prob": 0.5})
+    model_dropout = {"attn_dropout": 0.1, "resid_dropout": 0.1}
+
+    def config(out, **train):
+        cfg = small_config(out, **{**common, **train})
+        cfg.model = cfg.model.replace(**model_dropout)
+        return cfg
+
+    straight = Trainer(config(tmp_path / "a"), show_progress=False)
+    straight.fit()
+
+    first = Trainer(config(tmp_path / "b", steps=3), show_progress=False)
+    first.fit()
+    resumed = Trainer(config(tmp_path / "b"), resume=first.checkpoint_path, show_progress=False)
+    resumed.fit()
+
+    assert losses(first.state.history) + losses(resumed.state.history) == losses(straight.state.history)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_survives_an_interrupted_save(tmp_path, monkeypatch):
+    trainer = Trainer(small_config(tmp_path, steps=2), show_progress=False)
+    trainer.fit()
+    path = trainer.checkpoint_path
+    before = load_checkpoint(path)
+
+    def crash_midway(obj, f, *args, **kwargs):
+        f.write(b"partial bytes of a checkpoint")
+        raise KeyboardInterrupt  # e.g. Ctrl-C during the write
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    trainer.state.step = 99
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    after = load_checkpoint(path)
+    assert after["step"] == before["step"] == 2
+    assert not glob.glob(os.path.join(tmp_path, ".*.tmp"))  # no debris left behind
+
+
+def test_checkpoint_holds_everything_needed(tmp_path):
+    trainer = Trainer(small_config(tmp_path, steps=2), show_progress=False)
+    trainer.fit()
+    ckpt = load_checkpoint(trainer.checkpoint_path)
+    assert {"model", "optimizer", "scheduler", "rng", "step", "config"} <= set(ckpt)
+    assert set(ckpt["rng"]) >= {"torch", "corruption", "numpy", "python"}
+    assert RunConfig.from_dict(ckpt["config"]).train.steps == 2
+
+
+def test_not_a_checkpoint(tmp_path):
+    from fastrecur.errors import FastrecurError
+
+    bad = tmp_path / "x.pt"
+    torch.save({"state_dict": {}}, bad)
+    with pytest.raises(FastrecurError, match="not a fastrecur training checkpoint"):
+        load_checkpoint(str(bad))
+    with pytest.raises(FastrecurError, match="not found"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
