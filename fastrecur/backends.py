@@ -71,11 +71,11 @@ class ReferenceBackend:
         model: RecurrentTransformer,
         inputs: torch.Tensor,
         targets: torch.Tensor,
-        weights: torch.Tensor,
+        weights: tuple,
         token_mask: Optional[torch.Tensor],
         normalizer: Optional[float] = None,
     ) -> LossOutput:
-        """Mean CE per factor over counted tokens (all tokens when ``token_mask`` is None).
+        """``Σ_f weights[f] · mean CE_f``; mean CE per factor over counted tokens (all tokens when ``token_mask`` is None).
 
         ``normalizer`` replaces the local token count as the denominator (data-parallel training
         divides by the global count / world size, so averaging gradients over ranks gives the
@@ -88,9 +88,10 @@ class ReferenceBackend:
             ce = F.cross_entropy(lg.flatten(0, 1).float(), target.flatten(), reduction="none").view_as(target)
             per_factor.append(masked_mean(ce, token_mask, normalizer))
             correct.append(lg.argmax(-1) == target)
-        per_factor = torch.stack(per_factor)
-        total = (per_factor * weights).sum()
-        return LossOutput(total, per_factor.detach(), torch.stack(correct, -1))
+        # Zero-weight factors stay in the sum (as 0·loss): their heads get zero, not missing,
+        # gradients, which data-parallel training needs.
+        total = sum(float(w) * loss for w, loss in zip(weights, per_factor))
+        return LossOutput(total, torch.stack(per_factor).detach(), torch.stack(correct, -1))
 
     @torch.no_grad()
     def decode_step(self, model: RecurrentTransformer, state: torch.Tensor) -> torch.Tensor:

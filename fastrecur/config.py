@@ -34,6 +34,7 @@ EVAL_POLICIES = ("depth+2", "fixed", "fixed-point")
 BACKENDS = ("auto", "reference", "triton")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("none", "cosine")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -88,7 +89,8 @@ class TrainSettings:
     length_multiple: int = 32  # trim to a multiple of this, so few distinct shapes occur
     corruption: CorruptionSettings = field(default_factory=CorruptionSettings)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    compile: bool = False
+    compile: bool = False  # torch.compile the model (the fused kernels stay custom ops: no graph breaks)
+    compile_mode: str = "default"  # reduce-overhead: also capture CUDA graphs (static shapes via length_multiple)
     backend: str = "auto"  # auto: triton on CUDA, reference elsewhere
     device: str = "auto"
     seed: int = 0
@@ -116,6 +118,7 @@ class TrainSettings:
         _choice("train.padding", self.padding, PADDING_MODES)
         _choice("train.precision", self.precision, PRECISIONS)
         _choice("train.backend", self.backend, BACKENDS)
+        _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"train.device={self.device!r} is invalid: auto, cpu, cuda or cuda:N")
         self.corruption.validate()
@@ -124,10 +127,11 @@ class TrainSettings:
 @dataclass
 class EvalSettings:
     policy: str = "depth+2"  # depth+2 (authors) | fixed | fixed-point
-    extra_iters: int = 2  # depth+N: iterations = max graph depth of the set (from inputs) + 1 + ... see evaluate
+    extra_iters: int = 2  # policy depth+2: iterations = max graph depth of the set (from the inputs) + extra_iters
     fixed_iters: int = 8  # for policy fixed
     max_iters: int = 64  # cap for fixed-point
     batch_size: int = 64
+    cuda_graphs: bool = False  # replay each iteration as a CUDA graph (GPU only; shapes bucketed)
 
     def validate(self) -> None:
         _choice("eval.policy", self.policy, EVAL_POLICIES)

@@ -30,6 +30,7 @@ import torch
 
 from .backends import ReferenceBackend
 from .config import EvalSettings, RunConfig
+from .cudagraphs import BucketedGraphStep
 from .data import SYN_PAD, SYNTAX, VALUE, GraphDataset, Vocab, input_depth, teacher_states
 from .errors import ConfigError
 from .model import RecurrentTransformer
@@ -68,7 +69,18 @@ class Evaluator:
         finally:
             self.model.train(was_training)
 
+    def _stepper(self, ds: GraphDataset):
+        """One closed-loop iteration ``state → next state`` (CUDA-graph replayed when asked)."""
+
+        def step(state):
+            return self.backend.decode_step(self.model, state)
+
+        if self.settings.cuda_graphs and self.device.type == "cuda":
+            return BucketedGraphStep(step, ds.vocab.pad_token)
+        return step
+
     def _evaluate(self, ds: GraphDataset, progress) -> dict:
+        self.step = self._stepper(ds)
         depth_from_input = input_depth(ds.tokens, ds.vocab)
         sample_depth = depth_from_input.max(dim=1).values  # [N]
         budget = iteration_budget(self.settings, int(sample_depth.max()))
@@ -107,7 +119,7 @@ class Evaluator:
             width = int(lengths[active].max())
             x = current[active, :width]
             with nvtx_range("iteration"):
-                nxt = self.backend.decode_step(self.model, x)
+                nxt = self.step(x)
             if halting:
                 unchanged = (nxt == x).flatten(1).all(dim=1)
                 used[active[unchanged]] = t

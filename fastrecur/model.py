@@ -86,6 +86,7 @@ class ModelConfig:
         if self.layer_norm_eps <= 0:
             fail("layer_norm_eps", self.layer_norm_eps, "must be > 0")
 
+
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 

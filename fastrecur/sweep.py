@@ -39,8 +39,14 @@ def sweep_dataset(cfg: RunConfig, n: int) -> GraphDataset:
         )
     if n <= s.num_leaf_nodes:
         raise ConfigError(f"sweep size {n} must exceed sweep.num_leaf_nodes={s.num_leaf_nodes}")
-    config = ood_config(base, n, num_leaf_nodes=s.num_leaf_nodes)
+    # The authors' OOD sets hard-code fan-in 1–3, which is their training range: use the training one.
+    config = ood_config(base, n, num_leaf_nodes=s.num_leaf_nodes, min_fan_in=base.min_fan_in, max_fan_in=base.max_fan_in)
     return generate_dataset(config, s.num_graphs, seed=s.seed * 100_003 + n)
+
+
+def in_distribution_dataset(cfg: RunConfig, num_graphs: int, seed: int = 4242) -> GraphDataset:
+    """Fresh graphs from the training distribution itself (same size, depth bound and length)."""
+    return generate_dataset(DagConfig(**cfg.data.train), num_graphs, seed=(seed, 1))
 
 
 def run_sweep(model, cfg: RunConfig, device: torch.device, backend=None, show_progress: bool = True) -> list[dict]:

@@ -125,7 +125,7 @@ class Trainer:
         self.rank = dist.rank if dist is not None else 0
         self.step_coin_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 17)
         self.corruption_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 31 + 1_000_003 * self.rank)
-        self.loss_weights = torch.tensor(self.tcfg.loss_weights, dtype=torch.float32, device=self.device)
+        self.loss_weights = tuple(float(w) for w in self.tcfg.loss_weights)
         self.state = TrainState()
         self.out_dir = self.tcfg.out_dir
         if resume:
@@ -137,7 +137,7 @@ class Trainer:
     def _wrap(self, model: RecurrentTransformer):
         module = model
         if self.tcfg.compile:
-            module = torch.compile(module)
+            module = torch.compile(module, mode=self.tcfg.compile_mode)
         if self.dist is not None and self.dist.world_size > 1:
             module = self.dist.wrap(module)
         return module

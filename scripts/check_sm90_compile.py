@@ -15,7 +15,10 @@ Usage:  python scripts/check_sm90_compile.py [module ...]
 
 import importlib
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.pop("TRITON_INTERPRET", None)  # kernels must be real JIT functions, not interpreted
@@ -24,12 +27,27 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+SM90_MAX_SHARED_BYTES = 232_448  # 227 KiB of opt-in shared memory per block on H100/H200
+
 KERNEL_MODULES = [
     "kernels.relpos_attention",
     "kernels.bottleneck",
     "kernels.factor_loss",
     "kernels.corrupt",
 ]
+
+
+def resource_usage(cubin: bytes) -> str:
+    """Registers and spill stack per thread, from the cuobjdump that ships with Triton."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not os.path.exists(tool):
+        return "registers: (no cuobjdump)"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True).stdout
+    match = re.search(r"REG:(\d+) STACK:(\d+)", out)
+    return f"{match.group(1)} registers, {match.group(2)} B stack" if match else "registers: (unparsed)"
 
 
 def main(argv: list[str]) -> int:
@@ -52,12 +70,14 @@ def main(argv: list[str]) -> int:
                 failures.append(label)
                 print(f"FAIL {label}\n     {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 continue
-            compiled += 1
             md = kernel.metadata
-            print(
-                f"ok   {label}: {md.num_warps} warps, {md.shared} B shared, "
-                f"{time.perf_counter() - start:.1f}s"
-            )
+            usage = f"{md.num_warps} warps, {md.shared} B shared, {resource_usage(kernel.asm['cubin'])}"
+            if md.shared > SM90_MAX_SHARED_BYTES:
+                failures.append(label)
+                print(f"FAIL {label}\n     needs {md.shared} B of shared memory; sm_90 allows {SM90_MAX_SHARED_BYTES}")
+                continue
+            compiled += 1
+            print(f"ok   {label}: {usage}, {time.perf_counter() - start:.1f}s")
     print(f"triton {triton.__version__}: {compiled} compiled, {len(failures)} failed")
     return 1 if failures else 0
 

@@ -29,3 +29,17 @@ def upstream_fixture_dir() -> str:
     if not os.path.isdir(path):
         pytest.skip(f"authors' fixtures not found at {path}")
     return path
+
+
+@pytest.fixture
+def poisoned_empty(monkeypatch):
+    """torch.empty / empty_like return NaN (floats) or −1 / 0xFF (integers): unwritten output shows."""
+    real_empty, real_empty_like = torch.empty, torch.empty_like
+
+    def poison(t):
+        if t.is_floating_point():
+            return t.fill_(float("nan"))
+        return t.fill_(255 if t.dtype == torch.uint8 else -1)
+
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: poison(real_empty(*a, **k)))
+    monkeypatch.setattr(torch, "empty_like", lambda *a, **k: poison(real_empty_like(*a, **k)))

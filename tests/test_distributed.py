@@ -75,15 +75,17 @@ def test_ranks_take_disjoint_slices_of_the_global_batch():
     assert not rows[0] & rows[1]
 
 
-@pytest.mark.parametrize("padding", ["trim", "faithful"])
-def test_two_process_step_equals_one_process_step(tmp_path, padding):
-    raw = raw_config(tmp_path / "ddp", padding=padding)
+@pytest.mark.parametrize("padding,backend", [("trim", "reference"), ("faithful", "reference"), ("trim", "triton")])
+def test_two_process_step_equals_one_process_step(tmp_path, padding, backend):
+    # The triton backend runs its kernels in Triton's interpreter here (TRITON_INTERPRET=1 is inherited).
+    settings = dict(padding=padding, backend=backend, length_multiple=8)
+    raw = raw_config(tmp_path / "ddp", **settings)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
     torchrun(path)
     ddp = load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pt"))
     assert ddp["world_size"] == 2 and ddp["step"] == 1
-    single = one_process(raw_config(tmp_path / "single", padding=padding))
+    single = one_process(raw_config(tmp_path / "single", **settings))
     assert_same_training_state(single, ddp)
 
 

@@ -55,6 +55,7 @@ def test_per_iteration_accuracy_climbs_with_depth(graphs):
 def test_fixed_point_halts_each_sample_at_the_right_iteration(graphs):
     model = OracleModel(graphs)
     ev = Evaluator(model, EvalSettings(policy="fixed-point", max_iters=30, batch_size=24), CPU)
+    ev.step = ev._stepper(graphs)
     final, states, used = ev._rollout(graphs, 30)
     depths = graphs.depth.max(dim=1).values
     # depth d: solved by iteration d+1, the iteration d+2 changes nothing and stops it
@@ -107,3 +108,20 @@ def test_sweep_outputs(tmp_path, graphs):
     assert json.load(open(paths["json"]))["results"][0]["fully_solved"] == 1.0
     assert open(paths["csv"]).readline().startswith("num_nodes,num_graphs,fully_solved")
     assert "← training size" in format_table([result], 10)
+
+
+def test_bucketed_steps_pad_without_changing_real_outputs(graphs):
+    """The CUDA-graph stepper's bucketing and padding, run eagerly (capture needs a GPU)."""
+    from fastrecur.backends import ReferenceBackend
+    from fastrecur.cudagraphs import BucketedGraphStep
+    from fastrecur.model import ModelConfig, RecurrentTransformer
+
+    torch.manual_seed(0)
+    model = RecurrentTransformer(ModelConfig(vocab_sizes=graphs.vocab.sizes, hidden_size=16, num_heads=2, num_layers=1, relpos_window=8, relpos_embed_size=8)).eval()
+    plain = lambda x: ReferenceBackend().decode_step(model, x)  # noqa: E731
+    bucketed = BucketedGraphStep(plain, graphs.vocab.pad_token, width_multiple=32, capture=False)
+    assert bucketed.bucket(5, 33) == (8, 64) and bucketed.bucket(9, 64) == (16, 64)
+    for rows, width in [(5, 40), (3, 61), (7, 40)]:
+        x = graphs.tokens[:rows, :width]
+        assert torch.equal(bucketed(x), plain(x))
+    assert set(bucketed.graphs) == {(8, 64)}  # one bucket served all three shapes

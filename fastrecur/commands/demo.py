@@ -20,7 +20,8 @@ def run(args) -> int:
     import torch
 
     from ..config import load_config
-    from ..sweep import format_table, run_sweep, write_sweep
+    from ..evaluate import Evaluator, percent
+    from ..sweep import format_table, in_distribution_dataset, run_sweep, write_sweep
     from ..train import Trainer
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -35,10 +36,19 @@ def run(args) -> int:
     train_s = time.perf_counter() - start
     print(f"trained {trainer.state.step} steps in {train_s:.0f}s; checkpoint {trainer.checkpoint_path}")
 
+    evaluator = Evaluator(trainer.model, cfg.eval, trainer.device, trainer.backend)
+    in_dist = evaluator.evaluate(in_distribution_dataset(cfg, cfg.sweep.num_graphs))
+    print(
+        f"in distribution ({cfg.sweep.num_graphs} fresh training-like graphs, depth ≤ {cfg.data.train['max_depth']}): "
+        f"completely solved {percent(in_dist['fully_solved'])}, node values {percent(in_dist['value_acc'])}"
+    )
     results = run_sweep(trainer.model, cfg, trainer.device, trainer.backend, show_progress=not args.no_progress)
     train_size = cfg.data.train["num_nodes"]
     paths = write_sweep(results, os.path.join(args.out, "sweep"), train_size)
-    print(f"\nOOD sweep ({cfg.sweep.num_graphs} graphs per size, policy {cfg.eval.policy}); trained on n = {train_size}:")
+    print(
+        f"\nOOD sweep ({cfg.sweep.num_graphs} graphs per size, unbounded depth as in the authors' protocol, "
+        f"policy {cfg.eval.policy}); trained on n = {train_size}, depth ≤ {cfg.data.train['max_depth']}:"
+    )
     print(format_table(results, train_size))
     print(f"\nplot: {paths['plot_size']}\n      {paths['plot_iters']}\nresults: {paths['json']}")
     print(f"total time {time.perf_counter() - start:.0f}s")

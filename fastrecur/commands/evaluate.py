@@ -9,10 +9,11 @@ HELP = "closed-loop evaluation of a checkpoint on one dataset"
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--nvtx", action="store_true", help="emit NVTX ranges (for Nsight Systems)")
     parser.add_argument("checkpoint", help="fastrecur checkpoint (checkpoint.pt)")
     parser.add_argument("--data", metavar="FILE", help="evaluation set (.pt, ours or the authors'); default: generated graphs")
     parser.add_argument("--vocab", metavar="JSON", help="vocab.json for --data (default: beside it)")
-    parser.add_argument("--nodes", type=int, help="generate graphs of this size (default: the training size)")
+    parser.add_argument("--nodes", type=int, help="generate OOD-protocol graphs of this size (default: graphs from the training distribution)")
     parser.add_argument("--num-graphs", type=int, default=1024)
     parser.add_argument("--policy", choices=["depth+2", "fixed", "fixed-point"], help="iteration policy")
     parser.add_argument("--iters", type=int, help="iterations for --policy fixed, or the cap for fixed-point")
@@ -23,13 +24,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.nvtx:
+        from ..profiling import enable_nvtx
+
+        enable_nvtx()
     import os
 
     from ..backends import resolve_backend
     from ..compat import load_upstream_dataset
     from ..evaluate import Evaluator, percent
     from ..io import atomic_write_text
-    from ..sweep import sweep_dataset
+    from ..sweep import in_distribution_dataset, sweep_dataset
     from ..train import model_from_checkpoint, resolve_device
 
     device = resolve_device(args.device)
@@ -38,9 +43,11 @@ def run(args) -> int:
     if args.data:
         vocab = args.vocab or os.path.join(os.path.dirname(os.path.abspath(args.data)), "vocab.json")
         dataset = load_upstream_dataset(args.data, vocab)
-    else:
+    elif args.nodes:
         cfg.sweep.num_graphs = args.num_graphs
-        dataset = sweep_dataset(cfg, args.nodes or cfg.data.train["num_nodes"])
+        dataset = sweep_dataset(cfg, args.nodes)
+    else:
+        dataset = in_distribution_dataset(cfg, args.num_graphs)
     backend = resolve_backend(args.backend, device)
     model.set_attention(backend.attention)
     result = Evaluator(model, settings, device, backend).evaluate(dataset)

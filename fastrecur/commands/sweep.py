@@ -20,6 +20,7 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--nvtx", action="store_true", help="emit NVTX ranges (for Nsight Systems)")
     parser.add_argument("checkpoint", help="fastrecur checkpoint (checkpoint.pt)")
     parser.add_argument("--sizes", help="graph sizes, start:stop:step or a comma list (default: the config's)")
     parser.add_argument("--num-graphs", type=int, help="graphs per size (default 1,024)")
@@ -32,6 +33,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.nvtx:
+        from ..profiling import enable_nvtx
+
+        enable_nvtx()
     import os
 
     from ..backends import resolve_backend

@@ -9,6 +9,7 @@ HELP = "train a model with algorithmic supervision and error correction"
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--nvtx", action="store_true", help="emit NVTX ranges (for Nsight Systems)")
     parser.add_argument("config", help="embedded config (paper, tiny), a YAML file, or a directory with the authors' *_config.yaml")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200 model.hidden_size=64")
     parser.add_argument("--resume", metavar="CKPT", help="continue from a fastrecur checkpoint (out_dir/checkpoint.pt)")
@@ -17,6 +18,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.nvtx:
+        from ..profiling import enable_nvtx
+
+        enable_nvtx()
     from ..config import load_config
     from ..distributed import distributed_context
     from ..train import Trainer

@@ -1,5 +1,12 @@
-"""Reading and writing the authors' file formats."""
+"""Interchange with the authors' code: their dataset files and their model checkpoints."""
 
+from .checkpoints import export_upstream_checkpoint, load_upstream_checkpoint, model_config_from_upstream
 from .datasets import load_upstream_dataset, save_upstream_dataset
 
-__all__ = ["load_upstream_dataset", "save_upstream_dataset"]
+__all__ = [
+    "export_upstream_checkpoint",
+    "load_upstream_checkpoint",
+    "load_upstream_dataset",
+    "model_config_from_upstream",
+    "save_upstream_dataset",
+]

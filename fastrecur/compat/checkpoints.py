@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from ..errors import CheckpointMismatchError, ConfigError, DataFormatError
+from ..data import Vocab
 from ..model import ModelConfig, RecurrentTransformer
 
 UPSTREAM_PREFIXES = ("model._orig_mod.", "model.")
@@ -112,18 +113,9 @@ def read_yaml(path: str) -> dict:
 
 def read_vocab_sizes(vocab_json_path: str) -> tuple[int, ...]:
     """The six factor vocabulary sizes from a ``vocab.json``."""
-    import json
-
     if not os.path.isfile(vocab_json_path):
         raise DataFormatError(f"{vocab_json_path}: file not found")
-    try:
-        with open(vocab_json_path) as f:
-            sizes = json.load(f)["vocab_sizes"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataFormatError(f"{vocab_json_path}: not a vocabulary description with 'vocab_sizes' ({exc})") from exc
-    if len(sizes) != 6:
-        raise DataFormatError(f"{vocab_json_path}: expected 6 vocab_sizes, got {sizes}")
-    return tuple(int(s) for s in sizes)
+    return Vocab.from_json(vocab_json_path).sizes
 
 
 class _Stand_In(dict):

@@ -1,0 +1,124 @@
+"""The ``triton`` backend: the fused kernels of ``kernels/`` in the training and evaluation step.
+
+Same weights, same checkpoints, same math as the ``reference`` backend (``fastrecur.backends``):
+
+* attention — the flash kernel with in-kernel relative positions (no ``[B, H, L, L]`` tensors);
+* teacher states + error-correction noise — one pass (``kernels.corrupt``);
+* loss — one head GEMM (cuBLAS) into a row-padded logits buffer, then the fused six-factor
+  cross-entropy with per-token correctness (``kernels.factor_loss``);
+* evaluation step — heads → argmax → next tokens without writing logits (``kernels.bottleneck``).
+
+All kernels go through the ``torch.library`` custom ops of ``kernels.ops``, so ``torch.compile`` can
+wrap the step without graph breaks. On a CPU the kernels run in Triton's interpreter (slow; used to
+check equivalence with the reference in CI).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .backends import LossOutput, TeacherBatch
+from .errors import ConfigError
+from .model import RecurrentTransformer
+
+LOGITS_ROW_ALIGN = 8  # pad the logits' rows (ΣV = 167 → 168) so the loss kernel's row loads are aligned
+
+
+def _import_ops(device: torch.device):
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        import sys
+
+        if "kernels.relpos_attention" in sys.modules:
+            raise ConfigError(
+                "backend 'triton' on the CPU needs Triton's interpreter, but the kernels were already imported "
+                "without it: set TRITON_INTERPRET=1 before starting Python"
+            )
+        os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of the kernels
+    try:
+        from kernels import ops
+    except ImportError as exc:
+        raise ConfigError(f"backend 'triton' needs the triton package ({exc}); use backend=reference") from exc
+    return ops
+
+
+def unwrap(model) -> RecurrentTransformer:
+    """The ``RecurrentTransformer`` under DDP and ``torch.compile`` wrappers."""
+    while not isinstance(model, RecurrentTransformer):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+    return model
+
+
+class TritonBackend:
+    name = "triton"
+
+    def __init__(self, device: torch.device):
+        self.ops = _import_ops(device)
+        self.attention = self._attention
+
+    def _attention(self, q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p):
+        return self.ops.relpos_attention(q, k, v, pos_k, pos_q, window=window, shift=shift, causal=causal, dropout_p=dropout_p)
+
+    def teacher_batch(
+        self, tokens, labels, depth, num_iters, *, corrupt, strategy, token_prob, value_vocab_size, generator
+    ) -> TeacherBatch:
+        # The step coin was already thrown on the host; the kernel's own coin is then certain.
+        seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+        inputs, targets, corrupted = self.ops.corrupt_teacher_states(
+            tokens, labels, depth, num_iters,
+            value_vocab_size=value_vocab_size, step_prob=1.0 if corrupt else 0.0, token_prob=token_prob,
+            strategy=strategy, seed=seed,
+        )  # fmt: skip
+        return TeacherBatch(inputs, targets, corrupted if corrupt else None)
+
+    @staticmethod
+    def padded_heads(model: RecurrentTransformer) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concatenated head weight/bias with zero rows appended up to a multiple of LOGITS_ROW_ALIGN."""
+        weight, bias = model.head_weight(), model.head_bias()
+        pad = -weight.shape[0] % LOGITS_ROW_ALIGN
+        if pad:
+            weight = torch.cat([weight, weight.new_zeros(pad, weight.shape[1])])
+            bias = torch.cat([bias, bias.new_zeros(pad)])
+        return weight, bias
+
+    def loss(
+        self,
+        model,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        weights,
+        token_mask: Optional[torch.Tensor],
+        normalizer: Optional[float] = None,
+    ) -> LossOutput:
+        core = unwrap(model)
+        sizes = core.config.vocab_sizes
+        z = model(inputs, hidden=True)  # through the wrapper, so DDP's hooks see the forward pass
+        weight, bias = self.padded_heads(core)
+        N, L, _ = z.shape
+        logits = F.linear(z, weight, bias).view(N * L, -1)[:, : sum(sizes)]
+        mask = token_mask.reshape(-1) if token_mask is not None else None
+        out = self.ops.factor_loss(logits, targets.reshape(N * L, -1), sizes, _floats(weights), mask)
+        total, per_factor = out.total, out.per_factor
+        if normalizer is not None:  # means over the local count → sums over the global count / world size
+            count = mask.sum() if mask is not None else torch.tensor(float(N * L), device=z.device)
+            total = total * (count / normalizer)
+            per_factor = per_factor * (count / normalizer)
+        return LossOutput(total, per_factor.detach(), out.correct.view(N, L, -1))
+
+    @torch.no_grad()
+    def decode_step(self, model, state: torch.Tensor) -> torch.Tensor:
+        core = unwrap(model)
+        z = model(state, hidden=True)
+        tokens, _ = self.ops.bottleneck(
+            z, core.head_weight(), core.head_bias(), core.embedding_weight().to(z.dtype), core.config.vocab_sizes
+        )
+        return tokens
+
+
+def _floats(weights) -> tuple[float, ...]:
+    if isinstance(weights, torch.Tensor):
+        raise TypeError("pass loss weights as a tuple of floats (a tensor would need a device sync)")
+    return tuple(float(w) for w in weights)

@@ -1,0 +1,217 @@
+"""The fused kernels as ``torch.library`` custom ops, for use inside ``torch.compile``d code.
+
+Each op is one opaque node to the compiler (no graph break, no tracing into Triton launches), with a
+fake implementation for shape propagation and, where it has a gradient, a registered backward:
+
+* ``fastrecur::relpos_attention`` (+ ``relpos_attention_backward``) — ``relpos_attention.py``;
+* ``fastrecur::factor_loss`` — ``factor_loss.py`` (the forward also returns the logits' gradient);
+* ``fastrecur::bottleneck`` — ``bottleneck.py`` (no gradient);
+* ``fastrecur::corrupt_teacher_states`` — ``corrupt.py`` (no gradient).
+
+Random seeds travel as CPU int64 scalar tensors, not Python ints: a compiled graph would otherwise
+specialize on (and recompile for) every new seed. Reading a CPU scalar never syncs the GPU.
+
+The Python functions at the bottom have the same signatures as the eager public functions of the
+op files and are what callers should use.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import bottleneck as _bottleneck
+from . import corrupt as _corrupt
+from . import factor_loss as _factor_loss
+from . import relpos_attention as _attention
+from ._common import check_vocab_sizes
+
+
+def _new_seed() -> Tensor:
+    return torch.randint(0, 2**62, (), dtype=torch.int64)
+
+
+def _seed_tensor(seed: Optional[int]) -> Tensor:
+    return _new_seed() if seed is None else torch.tensor(int(seed), dtype=torch.int64)
+
+
+def _no_table(like: Tensor) -> Tensor:
+    """Custom ops cannot return None: a switched-off table's gradient is an empty tensor."""
+    return like.new_empty(0)
+
+
+# --- attention ------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("fastrecur::relpos_attention", mutates_args=())
+def _attention_op(
+    q: Tensor, k: Tensor, v: Tensor, pos_k: Optional[Tensor], pos_q: Optional[Tensor],
+    window: int, shift: int, causal: bool, dropout_p: float, seed: Tensor,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    return _attention._forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, int(seed))
+
+
+@_attention_op.register_fake
+def _(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed):
+    B, H, L, _ = q.shape
+    return torch.empty_like(q), q.new_empty((B * H, L), dtype=torch.float32)
+
+
+@torch.library.custom_op("fastrecur::relpos_attention_backward", mutates_args=())
+def _attention_backward_op(
+    do: Tensor, q: Tensor, k: Tensor, v: Tensor, pos_k: Optional[Tensor], pos_q: Optional[Tensor],
+    o: Tensor, lse: Tensor, window: int, shift: int, causal: bool, dropout_p: float, seed: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    dq, dk, dv, dpk, dpq = _attention._backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, int(seed))
+    # The kernel reduces table gradients into transposed views; an op's outputs must have the
+    # (contiguous) strides its fake implementation promises.
+    tables = [t.contiguous() if t is not None else _no_table(q) for t in (dpk, dpq)]
+    return dq, dk, dv, *tables
+
+
+@_attention_backward_op.register_fake
+def _(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, seed):
+    tables = [torch.empty(t.shape, dtype=t.dtype, device=t.device) if t is not None else _no_table(q) for t in (pos_k, pos_q)]
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), *tables
+
+
+def _attention_setup(ctx, inputs, output):
+    q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed = inputs
+    o, lse = output
+    ctx.save_for_backward(q, k, v, pos_k, pos_q, o, lse, seed)
+    ctx.args = (window, shift, causal, dropout_p)
+
+
+def _attention_backward(ctx, grad_o, grad_lse):
+    q, k, v, pos_k, pos_q, o, lse, seed = ctx.saved_tensors
+    do = grad_o if grad_o.stride(-1) == 1 else grad_o.contiguous()
+    dq, dk, dv, dpk, dpq = _attention_backward_op(do, q, k, v, pos_k, pos_q, o, lse, *ctx.args, seed)
+    return dq, dk, dv, dpk if pos_k is not None else None, dpq if pos_q is not None else None, None, None, None, None, None
+
+
+torch.library.register_autograd("fastrecur::relpos_attention", _attention_backward, setup_context=_attention_setup)
+
+
+def relpos_attention(
+    q: Tensor, k: Tensor, v: Tensor, pos_k: Optional[Tensor], pos_q: Optional[Tensor], *,
+    window: int = 64, shift: int = 0, causal: bool = True, dropout_p: float = 0.0, seed: Optional[int] = None,
+) -> Tensor:  # fmt: skip
+    """``kernels.relpos_attention.relpos_attention`` as a compile-friendly custom op."""
+    _attention._check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p)
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    pos_k, pos_q = (t if t is None or t.stride(-1) == 1 else t.contiguous() for t in (pos_k, pos_q))
+    o, _ = _attention_op(q, k, v, pos_k, pos_q, int(window), int(shift), bool(causal), float(dropout_p), _seed_tensor(seed))
+    return o
+
+
+# --- factor loss ----------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("fastrecur::factor_loss", mutates_args=())
+def _factor_loss_op(
+    logits: Tensor, targets: Tensor, mask: Optional[Tensor], vocab_sizes: list[int], weights: list[float], compute_grad: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    total, per_factor, correct, dlogits = _factor_loss.factor_loss_forward(
+        logits, targets, mask, tuple(vocab_sizes), tuple(weights), compute_grad
+    )
+    return total, per_factor, correct, dlogits if dlogits is not None else logits.new_empty(0)
+
+
+@_factor_loss_op.register_fake
+def _(logits, targets, mask, vocab_sizes, weights, compute_grad):
+    f = len(vocab_sizes)
+    return (
+        logits.new_empty((), dtype=torch.float32),
+        logits.new_empty((f,), dtype=torch.float32),
+        targets.new_empty(targets.shape, dtype=torch.bool),
+        torch.empty_like(logits) if compute_grad else logits.new_empty(0),
+    )
+
+
+def _factor_loss_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[3])
+    ctx.mark_non_differentiable(output[1], output[2], output[3])
+
+
+def _factor_loss_backward(ctx, grad_total, grad_per_factor, grad_correct, grad_dlogits):
+    (dlogits,) = ctx.saved_tensors
+    return dlogits * grad_total.to(dlogits.dtype), None, None, None, None, None
+
+
+torch.library.register_autograd("fastrecur::factor_loss", _factor_loss_backward, setup_context=_factor_loss_setup)
+
+
+def factor_loss(
+    logits: Tensor, targets: Tensor, vocab_sizes: Sequence[int], weights: Sequence[float], mask: Optional[Tensor] = None
+) -> _factor_loss.FactorLoss:
+    """``kernels.factor_loss.factor_loss`` as a compile-friendly custom op (2-D logits ``[T, ΣV]``)."""
+    sizes = check_vocab_sizes(vocab_sizes)
+    if logits.dim() != 2 or logits.shape[-1] != sum(sizes) or targets.shape != (logits.shape[0], len(sizes)):
+        raise ValueError(f"logits must be [T, {sum(sizes)}] and targets [T, {len(sizes)}]; got {tuple(logits.shape)}, {tuple(targets.shape)}")
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    compute_grad = logits.requires_grad and torch.is_grad_enabled()
+    total, per_factor, correct, _ = _factor_loss_op(
+        logits, targets.contiguous(), mask, list(sizes), [float(w) for w in weights], compute_grad
+    )
+    return _factor_loss.FactorLoss(total, per_factor, correct)
+
+
+# --- bottleneck and corruption (no gradients) -----------------------------------------------------
+
+
+@torch.library.custom_op("fastrecur::bottleneck", mutates_args=())
+def _bottleneck_op(
+    z: Tensor, head_weight: Tensor, head_bias: Tensor, embedding: Tensor,
+    vocab_sizes: list[int], tau: float, seed: Tensor, reset_factors: list[int],
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    return _bottleneck.bottleneck(
+        z, head_weight, head_bias, embedding, vocab_sizes, tau=tau, seed=int(seed), reset_factors=reset_factors
+    )
+
+
+@_bottleneck_op.register_fake
+def _(z, head_weight, head_bias, embedding, vocab_sizes, tau, seed, reset_factors):
+    lead = z.shape[:-1]
+    return z.new_empty((*lead, len(vocab_sizes)), dtype=torch.int64), z.new_empty((*lead, z.shape[-1]), dtype=embedding.dtype)
+
+
+def bottleneck(
+    z: Tensor, head_weight: Tensor, head_bias: Tensor, embedding: Tensor, vocab_sizes: Sequence[int], *,
+    tau: float = 0.0, seed: Optional[int] = None, reset_factors: Sequence[int] = _bottleneck.DEFAULT_RESET_FACTORS,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """``kernels.bottleneck.bottleneck`` as a compile-friendly custom op."""
+    return _bottleneck_op(
+        z, head_weight, head_bias, embedding, list(vocab_sizes), float(tau), _seed_tensor(seed), [int(f) for f in reset_factors]
+    )
+
+
+@torch.library.custom_op("fastrecur::corrupt_teacher_states", mutates_args=())
+def _corrupt_op(
+    input: Tensor, labels: Tensor, depth: Tensor, num_steps: int, value_vocab_size: int,
+    step_prob: float, token_prob: float, strategy: str, value_factor: int, seed: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    return _corrupt.corrupt_teacher_states(
+        input, labels, depth, num_steps, value_vocab_size=value_vocab_size, step_prob=step_prob,
+        token_prob=token_prob, strategy=strategy, value_factor=value_factor, seed=int(seed),
+    )  # fmt: skip
+
+
+@_corrupt_op.register_fake
+def _(input, labels, depth, num_steps, value_vocab_size, step_prob, token_prob, strategy, value_factor, seed):
+    states = input.new_empty((num_steps, *input.shape))
+    return states, torch.empty_like(states), input.new_empty((num_steps, *depth.shape), dtype=torch.bool)
+
+
+def corrupt_teacher_states(
+    input: Tensor, labels: Tensor, depth: Tensor, num_steps: int, *, value_vocab_size: int,
+    step_prob: float = 0.05, token_prob: float = 0.5, strategy: str = "last", value_factor: int = 3,
+    seed: Optional[int] = None,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``kernels.corrupt.corrupt_teacher_states`` as a compile-friendly custom op."""
+    return _corrupt_op(
+        input, labels, depth, int(num_steps), int(value_vocab_size), float(step_prob), float(token_prob),
+        strategy, int(value_factor), _seed_tensor(seed),
+    )  # fmt: skip
