@@ -203,7 +203,7 @@ class _Accumulator:
 def validation_dataset(cfg: RunConfig, vocab: Vocab) -> Optional[GraphDataset]:
     """The in-training validation set: ``data.val_file`` or ``data.val_samples`` graphs from ``data.val``."""
     from .compat import load_upstream_dataset
-    from .data import DagConfig, generate_dataset
+    from .data import DagConfig
 
     if cfg.data.val_file:
         import os

@@ -15,7 +15,7 @@ kernel with the same signature. The model never imports kernels.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from fastrecur.cli import main
 from fastrecur.config import load_config

@@ -7,7 +7,7 @@ import pytest
 import torch
 from _oracle import OracleModel
 
-from fastrecur.config import EvalSettings, RunConfig
+from fastrecur.config import EvalSettings
 from fastrecur.data import DagConfig, generate_dataset, input_depth
 from fastrecur.evaluate import Evaluator
 from fastrecur.sweep import format_table, write_sweep
@@ -125,3 +125,12 @@ def test_bucketed_steps_pad_without_changing_real_outputs(graphs):
         x = graphs.tokens[:rows, :width]
         assert torch.equal(bucketed(x), plain(x))
     assert set(bucketed.graphs) == {(8, 64)}  # one bucket served all three shapes
+
+
+def test_authors_validation_file_scores_100_percent_with_a_perfect_model(upstream_fixture_dir):
+    from fastrecur.compat import load_upstream_dataset
+
+    ds = load_upstream_dataset(os.path.join(upstream_fixture_dir, "val_data.pt"), os.path.join(upstream_fixture_dir, "vocab.json"))
+    result = Evaluator(OracleModel(ds), EvalSettings(batch_size=4), CPU).evaluate(ds)
+    assert result["num_graphs"] == 8 and result["fully_solved"] == 1.0
+    assert result["iterations"]["budget"] == int(ds.depth.max()) + 2  # depth read from the inputs

@@ -200,7 +200,7 @@ class Vocab:
             tables = [[data[key][str(i)] for i in range(len(data[key]))] for key in _JSON_TABLES]
         except (KeyError, TypeError):
             raise DataFormatError(f"{source}: each factor table must map '0', '1', … to tokens") from None
-        variables, ops, values = tables[VARIABLE], tables[OPERATION], tables[VALUE]
+        variables, ops = tables[VARIABLE], tables[OPERATION]
         if not ops or ops[-1] != NA or not variables or variables[-1] != NA:
             raise DataFormatError(f"{source}: the 'variable' and 'operation' tables must end with 'N/A'")
         try:
