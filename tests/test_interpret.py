@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastrecur import rollout
+from fastrecur import rollout, rollout_continuous
 from fastrecur.attention import relpos_attention_reference
 from fastrecur.data import VALUE, DagConfig, generate_dataset
 from fastrecur.interpret import (
@@ -60,6 +60,8 @@ def test_attention_probabilities_reproduce_the_reference_output(terms, causal, s
     assert torch.allclose(probs.sum(-1), torch.ones(B, H, L))
     if causal:
         assert (probs.triu(1) == 0).all()
+    last = attention_probabilities(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal, first_query=L - 1)
+    torch.testing.assert_close(last, probs[:, :, -1:])
 
 
 def _hook_count(model) -> int:
@@ -77,6 +79,12 @@ def test_recording_keeps_the_model_math_and_removes_everything_it_attached(graph
         assert rec.layers[1].probs.shape == (4, 2, tokens.shape[1], tokens.shape[1])
         model(tokens[:1])  # the next pass replaces the previous one's tensors
         assert rec.layers[0].probs.shape[0] == 1 and rec.passes == 2
+    with recording(model, attention="last") as rec:
+        model(tokens)
+        assert rec.layers[0].probs.shape == (4, 2, 1, tokens.shape[1])
+    with recording(model, attention=None) as rec:
+        model(tokens)
+        assert rec.layers[0].probs is None and rec.layers[0].head_outputs.shape == (4, 2, tokens.shape[1], 16)
     for a, b in zip(plain, recorded):
         assert torch.equal(a, b)
     assert _hook_count(model) == 0
@@ -202,6 +210,19 @@ def test_head_summary_attributes_definition_heads_and_uniform_heads(graphs):
     assert expected[operand, definition] < 0.5  # the uniform head is not mistaken for a definition finder
 
 
+def test_head_summary_splits_batches_of_long_sequences_alike(graphs, monkeypatch):
+    import fastrecur.interpret.heads as heads
+
+    model = random_model(graphs.vocab.sizes)
+    whole = head_shares(model, graphs[:6], batch_size=6)
+    seen = []
+    monkeypatch.setattr(heads, "PROBABILITY_BUDGET", 1)  # one graph per batch
+    real_add = heads.HeadShares.add
+    monkeypatch.setattr(heads.HeadShares, "add", lambda self, probs, *a: seen.append(probs[0].shape[0]) or real_add(self, probs, *a))
+    np.testing.assert_allclose(head_shares(model, graphs[:6], batch_size=6), whole, atol=1e-6)
+    assert seen == [1] * 6
+
+
 def test_head_summary_of_the_input_state_misses_definitions_without_values(graphs):
     """Sanity of the hand-built model: in the input state no RHS holds a value, so head 0 can no
     longer tell the definition from other occurrences of the same name."""
@@ -280,11 +301,17 @@ def test_latent_states_are_the_rollout_hidden_states(graphs, continuous):
     assert graphs.labels[rows, cols, 0].eq(0).all()  # variable occurrences (SYNTAX = VARIABLE)
     h0 = model.embed(tokens)
     torch.testing.assert_close(occ.features[0, 0], h0[rows, cols])
-    second_input = model.encode(h0) if continuous else model.embed(rollout(model, tokens, 1))
+    states = (rollout_continuous if continuous else rollout)(model, tokens, 2, return_all=True)
+    second_input = model.encode(h0) if continuous else model.embed(states[1])
     torch.testing.assert_close(occ.features[1, 0], second_input.detach()[rows, cols], rtol=1e-4, atol=1e-4)
     # Continuous: the next iteration reads the final LayerNorm of the last block's output (layer 2).
     fed_back = torch.allclose(model.transformer.ln_final(occ.features[1, 2]), occ.features[2, 0], atol=1e-4)
     assert fed_back == continuous
+    # "solved yet": the definition's VALUE in the state each iteration reads is the true value.
+    assert not occ.solved[0].any()  # the input hides every value
+    definition = graph_positions(graphs.labels, graphs.info).definition[rows, cols]
+    expected = states[1][rows, definition, VALUE] == graphs.labels[rows, definition, VALUE]
+    assert torch.equal(occ.solved[1], expected) and 0 < int(expected.sum()) < len(expected)
 
 
 # --- Fourier -------------------------------------------------------------------------------------

@@ -20,7 +20,10 @@ from ..model import RecurrentTransformer
 from .positions import CATEGORIES, QUERY_KINDS, graph_positions, key_categories, query_kinds
 from .recorder import recording
 
-STATES = ("input", "solved")  # the sequence the model reads: S_0 (values hidden) or the solved S_{D+1}
+STATES = ("input", "solved")
+# At most this many attention probabilities (all layers of one batch) are held at once: batches of
+# long sequences are split further (2**28 float32 = 1 GiB).
+PROBABILITY_BUDGET = 2**28  # the sequence the model reads: S_0 (values hidden) or the solved S_{D+1}
 
 
 class HeadShares:
@@ -75,7 +78,9 @@ def head_shares(
     cfg = model.config
     shares = HeadShares(cfg.num_layers, cfg.num_heads)
     device = next(model.parameters()).device
-    with recording(model, attention=True) as rec:
+    length = int(dataset.lengths.max())
+    batch_size = max(1, min(batch_size, PROBABILITY_BUDGET // (cfg.num_layers * cfg.num_heads * length * length)))
+    with recording(model, attention="all") as rec:
         for start in range(0, len(dataset), batch_size):
             batch = trimmed(dataset[start : start + batch_size]).to(device)
             pos = graph_positions(batch.labels, batch.info)
@@ -102,7 +107,7 @@ def attention_maps(
 ) -> list[AttentionMap]:
     device = next(model.parameters()).device
     maps = []
-    with recording(model, attention=True) as rec:
+    with recording(model, attention="all") as rec:
         for index in indices:
             graph = trimmed(dataset[index]).to(device)
             model(state_tokens(graph, state))

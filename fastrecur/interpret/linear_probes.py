@@ -10,8 +10,9 @@ graphs and scored on the rest, for three targets:
 
 * ``value`` — the value of the node named at the occurrence;
 * ``depth`` — that node's depth;
-* ``solved`` — whether the node is solved by the end of iteration ``t`` in the algorithmic schedule
-  (depth ≤ t: values of depth k first appear in the output of iteration k).
+* ``solved`` — whether the node is solved yet: its RHS holds the right value in the state that
+  iteration ``t`` reads (the discrete state ``s_t``; in a continuous rollout, the decoded readout of
+  the previous iteration). Nothing is solved at the first iteration, whose input hides every value.
 
 Each score comes with two references: chance (the majority class of the training split, scored on
 the test split) and the same probe trained on shuffled labels.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import GraphDataset
+from ..data import VALUE, GraphDataset
 from ..model import RecurrentTransformer
 from ..recurrence import rollout, rollout_continuous
 from .heads import trimmed
@@ -112,6 +113,7 @@ class Occurrences:
     kind: torch.Tensor  # [N] index into QUERY_KINDS
     value: torch.Tensor  # [N]
     depth: torch.Tensor  # [N]
+    solved: torch.Tensor  # [iterations, N] bool: the node's value is right in the state iteration t reads
     features: torch.Tensor  # [iterations, layers + 1, N, D] float32 on the CPU
 
 
@@ -143,8 +145,10 @@ def collect_occurrences(
     graph, position = sample_occurrences(dataset, max_occurrences, seed)
     pos = graph_positions(dataset.labels, dataset.info)
     kind = torch.where(pos.is_rhs[graph, position], 0, 1)
+    definition = pos.definition[graph, position]
+    solved_chunks = []  # per batch: [iterations, occurrences in the batch]
     per_pass: list[list[torch.Tensor]] = []  # [iteration][layer] → chunks, concatenated below
-    with recording(model, attention=False) as rec:
+    with recording(model, attention=None) as rec:
         for start in range(0, len(dataset), batch_size):
             in_batch = (graph >= start) & (graph < start + batch_size)
             if not in_batch.any():
@@ -157,8 +161,11 @@ def collect_occurrences(
 
             rec.listeners.append(listener)
             batch = trimmed(dataset[start : start + batch_size]).to(device)
-            (rollout_continuous if continuous else rollout)(model, batch.tokens, num_iters)
+            states = (rollout_continuous if continuous else rollout)(model, batch.tokens, num_iters, return_all=True)
             rec.listeners.remove(listener)
+            defined_at = definition[in_batch].to(device)
+            truth = batch.labels[rows, defined_at, VALUE]
+            solved_chunks.append(torch.stack([s[rows, defined_at, VALUE] == truth for s in states[:-1]]).cpu())
             rec.clear()
             per_pass.append(collected)
             if progress is not None:
@@ -167,7 +174,8 @@ def collect_occurrences(
     features = torch.stack(
         [torch.stack([torch.cat([chunk[t][layer] for chunk in per_pass]) for layer in range(num_layers)]) for t in range(num_iters)]
     )
-    return Occurrences(graph, position, kind, pos.value[graph, position], pos.depth[graph, position], features)
+    solved = torch.cat(solved_chunks, dim=1)
+    return Occurrences(graph, position, kind, pos.value[graph, position], pos.depth[graph, position], solved, features)
 
 
 def probe_latents(occ: Occurrences, *, mod_val: int, test_fraction: float = 0.25, seed: int = 0, ridge: float = 1e-3) -> dict:
@@ -206,4 +214,4 @@ def _target(target: str, occ: Occurrences, iteration: int, mod_val: int, max_dep
         return occ.value, mod_val
     if target == "depth":
         return occ.depth, max_depth + 1
-    return (occ.depth <= iteration).long(), 2
+    return occ.solved[iteration].long(), 2

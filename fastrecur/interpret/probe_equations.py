@@ -69,13 +69,15 @@ def probe_batches(
         value_of = dict(zip(names, pos.value[0][rhs].tolist()))
         free = sorted(set(range(vocab.num_vars)) - set(names))
         base = list(rng.choice(names, size=arity, replace=len(names) < arity)) + [rng.choice(free) if free else None]
-        variants = {f"var_{s}": [(s, name) for name in names] for s in range(arity)}
+        def some(pool: list[int]) -> list[int]:  # up to max_variants fillers for a slot
+            return sorted(int(v) for v in rng.choice(pool, size=min(max_variants, len(pool)), replace=False))
+
+        variants = {f"var_{s}": [(s, name) for name in some(names)] for s in range(arity)}
         if free:
-            picks = rng.choice(free, size=min(max_variants, len(free)), replace=False)
-            variants["rhs"] = [(arity, int(name)) for name in sorted(picks)]
+            variants["rhs"] = [(arity, name) for name in some(free)]
         for slot, changes in variants.items():
             rows, targets = [], []
-            for index, name in changes[:max_variants]:
+            for index, name in changes:
                 filled = list(base)
                 filled[index] = name
                 if filled[arity] is None:  # no free name for the RHS: reuse one (only when rhs is not probed)
@@ -112,7 +114,7 @@ def run_probe_equations(
     ratio, entropy = np.zeros(shape), np.zeros(shape)
     batches, correct, probes = np.zeros(len(slots)), np.zeros(len(slots)), np.zeros(len(slots))
     similarity: Optional[torch.Tensor] = None
-    with recording(model, attention=True) as rec:
+    with recording(model, attention="last") as rec:
         for batch in probe_batches(dataset, arity=arity, num_graphs=num_graphs, seed=seed):
             s = slots.index(batch.slot)
             logits = model(batch.tokens.to(device))
@@ -131,13 +133,13 @@ def run_probe_equations(
             similarity = sims if similarity is None else similarity + sims
             if progress is not None:
                 progress.update(1)
-    seen = np.maximum(batches, 1)
+    seen = np.where(batches > 0, batches, np.nan)  # a slot never probed (no free RHS name) reads NaN
     return {
         "slots": list(slots),
         "operation": dataset.vocab.ops[0],
         "batches": batches.astype(int).tolist(),
         "probes": probes.astype(int).tolist(),
-        "value_accuracy": (correct / np.maximum(probes, 1)).tolist(),
+        "value_accuracy": (correct / np.where(probes > 0, probes, np.nan)).tolist(),
         "variance_ratio": (ratio / seen).tolist(),  # [layer][head][slot]
         "entropy": (entropy / seen).tolist(),
         "similarity": (similarity / probes.sum()).tolist() if similarity is not None else [],

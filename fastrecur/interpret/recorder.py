@@ -5,7 +5,7 @@
 * wraps every layer's attention function (``RelativePositionAttention.attention_fn``): the wrapper
   calls the model's own function unchanged and keeps its per-head output ``Σ_j A(i, j) v_j``
   (before ``W_o``) and, if asked, the attention probabilities ``A`` recomputed from the same ``q``,
-  ``k`` and position tables by :func:`attention_probabilities`;
+  ``k`` and position tables by :func:`attention_probabilities` (all queries, or only the last);
 * registers one forward pre-hook on the encoder (its input: the embedding, or ``h_t`` in a
   continuous rollout) and one forward hook per block (the residual stream after the block), and
   one forward hook on the encoder that calls the listeners after every complete pass.
@@ -28,24 +28,36 @@ from ..model import RecurrentTransformer
 
 
 def attention_probabilities(
-    q: torch.Tensor, k: torch.Tensor, pos_k: Optional[torch.Tensor], pos_q: Optional[torch.Tensor], *, window: int, shift: int, causal: bool
+    q: torch.Tensor,
+    k: torch.Tensor,
+    pos_k: Optional[torch.Tensor],
+    pos_q: Optional[torch.Tensor],
+    *,
+    window: int,
+    shift: int,
+    causal: bool,
+    first_query: int = 0,
 ) -> torch.Tensor:
-    """``softmax_j S(i, j)`` of the relative-position attention (``fastrecur.attention``), float32 ``[B, H, L, L]``.
+    """``softmax_j S(i, j)`` of the relative-position attention (``fastrecur.attention``), float32
+    ``[B, H, L − first_query, L]`` for the queries ``i ≥ first_query``.
 
     The same score as the reference attention (content, c2p and p2c terms, causal mask), computed
     in float32; ``attention_probabilities(...) @ v`` equals the model's attention output.
     """
-    q, k = q.float(), k.float()
-    B, H, L, d = q.shape
-    bucket = relative_buckets(L, L, window, shift, device=q.device)
+    k = k.float()
+    B, H, L, d = k.shape
+    q = q[:, :, first_query:].float()
+    Lq = q.shape[2]
+    bucket = relative_buckets(L, L, window, shift, device=q.device)[first_query:].expand(B, H, Lq, L)
     scores = q @ k.transpose(-1, -2)
     if pos_k is not None:  # q_i · K^r[r(i, j)]: project onto every bucket, then pick each pair's
-        scores += torch.einsum("bhid,whd->bhiw", q, pos_k.float()).gather(3, bucket.expand(B, H, L, L))
+        scores += torch.einsum("bhid,whd->bhiw", q, pos_k.float()).gather(3, bucket)
     if pos_q is not None:  # k_j · Q^r[r(i, j)]
-        scores += torch.einsum("bhjd,whd->bhwj", k, pos_q.float()).gather(2, bucket.expand(B, H, L, L))
+        scores += torch.einsum("bhjd,whd->bhwj", k, pos_q.float()).gather(2, bucket)
     scores *= attention_scale(d, pos_k, pos_q)
     if causal:
-        scores.masked_fill_(torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)[first_query:]
+        scores.masked_fill_(future, float("-inf"))
     return scores.softmax(dim=-1)
 
 
@@ -53,7 +65,7 @@ def attention_probabilities(
 class LayerRecord:
     """What one layer computed in the latest pass (None until it ran)."""
 
-    probs: Optional[torch.Tensor] = None  # [B, H, L, L] attention probabilities (only with attention=True)
+    probs: Optional[torch.Tensor] = None  # [B, H, L, L] attention probabilities ([B, H, 1, L] with attention="last")
     head_outputs: Optional[torch.Tensor] = None  # [B, H, L, d] Σ_j A(i, j) v_j per head, before W_o
     output: Optional[torch.Tensor] = None  # [B, L, D] residual stream after the block
 
@@ -76,13 +88,15 @@ class Recording:
 
 
 @contextlib.contextmanager
-def recording(model: RecurrentTransformer, *, attention: bool = True) -> Iterator[Recording]:
+def recording(model: RecurrentTransformer, *, attention: Optional[str] = "all") -> Iterator[Recording]:
     """Record every layer of ``model`` while the context is open (see the module docstring).
 
-    ``attention=False`` skips the ``[B, H, L, L]`` probabilities (head outputs and hidden states
-    are still kept). The model must be in eval mode: dropout would make the recorded probabilities
-    differ from the ones used.
+    ``attention``: ``"all"`` keeps the ``[B, H, L, L]`` probabilities, ``"last"`` only the last
+    query's ``[B, H, 1, L]``, ``None`` none (head outputs and hidden states are always kept). The
+    model must be in eval mode: dropout would make the recorded probabilities differ from the ones used.
     """
+    if attention not in ("all", "last", None):
+        raise ValueError(f"attention={attention!r}: use 'all', 'last' or None")
     if model.training:
         raise RuntimeError("recording needs model.eval(): dropout would change the attention being recorded")
     blocks = list(model.transformer.blocks.values())
@@ -121,15 +135,18 @@ def _keep_output(record: LayerRecord):
     return hook
 
 
-def _recording_attention(original, record: LayerRecord, keep_probs: bool):
+def _recording_attention(original, record: LayerRecord, keep_probs: Optional[str]):
     def attention(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p):
         if dropout_p:
             raise RuntimeError("recording needs model.eval(): attention dropout is on")
         out = original(q, k, v, pos_k, pos_q, window=window, shift=shift, causal=causal, dropout_p=dropout_p)
         record.head_outputs = out.detach()
-        if keep_probs:
+        if keep_probs is not None:
+            first = q.shape[2] - 1 if keep_probs == "last" else 0
             with torch.no_grad():
-                record.probs = attention_probabilities(q, k, pos_k, pos_q, window=window, shift=shift, causal=causal)
+                record.probs = attention_probabilities(
+                    q, k, pos_k, pos_q, window=window, shift=shift, causal=causal, first_query=first
+                )
         return out
 
     return attention

@@ -214,7 +214,9 @@ def render_markdown(report: dict) -> str:
         "## 3. Linear probes of the latent state",
         "",
         f"{'Continuous' if probes_latent['continuous'] else 'Discrete'} rollout of {probes_latent['iterations']} iterations; "
-        f"occurrences sampled: {probes_latent['num_occurrences']}; ridge probes fitted on 75% of the graphs, scored on the rest.",
+        f"occurrences sampled: {probes_latent['num_occurrences']}; ridge probes fitted on 75% of the graphs, scored on the rest. "
+        "Targets: the value and the depth of the node named at the occurrence, and whether that node is solved yet "
+        "(its RHS holds the right value in the state the iteration reads; nothing is solved at iteration 1).",
         "",
         "![linear probes](linear_probes.png)",
         "",
