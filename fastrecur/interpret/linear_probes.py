@@ -29,7 +29,7 @@ from ..data import VALUE, GraphDataset
 from ..model import RecurrentTransformer
 from ..recurrence import rollout, rollout_continuous
 from .heads import trimmed
-from .positions import QUERY_KINDS, graph_positions
+from .positions import QUERY_KINDS, GraphPositions, graph_positions
 from .recorder import Recording, recording
 
 TARGETS = ("value", "depth", "solved")
@@ -117,9 +117,8 @@ class Occurrences:
     features: torch.Tensor  # [iterations, layers + 1, N, D] float32 on the CPU
 
 
-def sample_occurrences(dataset: GraphDataset, max_occurrences: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_occurrences(pos: GraphPositions, max_occurrences: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(graph, position)`` of up to ``max_occurrences`` variable occurrences, drawn uniformly, sorted."""
-    pos = graph_positions(dataset.labels, dataset.info)
     graph, position = torch.nonzero(pos.is_variable & pos.real, as_tuple=True)
     if len(graph) > max_occurrences:
         keep = torch.randperm(len(graph), generator=torch.Generator().manual_seed(seed))[:max_occurrences]
@@ -142,8 +141,8 @@ def collect_occurrences(
 ) -> Occurrences:
     """Roll the model out for ``num_iters`` iterations and keep the residual stream at sampled occurrences."""
     device = next(model.parameters()).device
-    graph, position = sample_occurrences(dataset, max_occurrences, seed)
     pos = graph_positions(dataset.labels, dataset.info)
+    graph, position = sample_occurrences(pos, max_occurrences, seed)
     kind = torch.where(pos.is_rhs[graph, position], 0, 1)
     definition = pos.definition[graph, position]
     solved_chunks = []  # per batch: [iterations, occurrences in the batch]

@@ -253,6 +253,8 @@ def render_markdown(report: dict) -> str:
     for name, spectrum in report["fourier"].items():
         top = ", ".join(f"k={t['frequency']} ({_pct(t['fraction'])})" for t in spectrum["top"])
         lines.append(f"| {name} | {top} | {_pct(spectrum['constant_fraction'])} |")
+    if any(len(spectrum["frequencies"]) == 1 for spectrum in report["fourier"].values()):
+        lines += ["", "With a modulus below 4 there is only one non-constant frequency, so the spectrum cannot tell anything apart."]
     lines += ["", f"Time per part (s): {report['timings_s']}. All numbers are in `report.json`.", ""]
     return "\n".join(lines)
 
