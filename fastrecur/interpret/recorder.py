@@ -28,16 +28,9 @@ from ..model import RecurrentTransformer
 
 
 def attention_probabilities(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    pos_k: Optional[torch.Tensor],
-    pos_q: Optional[torch.Tensor],
-    *,
-    window: int,
-    shift: int,
-    causal: bool,
-    first_query: int = 0,
-) -> torch.Tensor:
+    q: torch.Tensor, k: torch.Tensor, pos_k: Optional[torch.Tensor], pos_q: Optional[torch.Tensor], *,
+    window: int, shift: int, causal: bool, first_query: int = 0,
+) -> torch.Tensor:  # fmt: skip
     """``softmax_j S(i, j)`` of the relative-position attention (``fastrecur.attention``), float32
     ``[B, H, L − first_query, L]`` for the queries ``i ≥ first_query``.
 
