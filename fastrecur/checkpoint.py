@@ -84,8 +84,8 @@ def load_checkpoint(path: str) -> dict:
         raise FastrecurError(f"{path}: checkpoint not found")
     try:
         ckpt = load_weights_only(path, allow=NUMPY_ARRAYS)
-    except UnsafeFileError:
-        raise
+    except UnsafeFileError as exc:
+        raise UnsafeFileError(f"{exc} (the authors' checkpoints load with fastrecur.compat.load_upstream_checkpoint)") from None
     except Exception as exc:
         reason = (str(exc).splitlines() or [""])[0]
         raise FastrecurError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {reason})") from exc

@@ -212,6 +212,16 @@ def test_lightning_checkpoint_with_bound_methods_of_classes_that_do_not_exist_he
     assert np.array_equal(hparams["tokenizer"].value_table, np.arange(25))  # numpy arrays load as themselves
 
 
+def test_fastrecur_eval_sends_an_authors_checkpoint_to_compat(tmp_path, capsys):
+    from fastrecur.cli import main
+
+    path = str(tmp_path / "last.ckpt")
+    lightning_checkpoint(make_model(), path)
+    assert main(["eval", path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "load_upstream_checkpoint" in err and path in err
+
+
 class Payload:
     """Unpickling this object runs ``call(*args)`` (what a malicious checkpoint does)."""
 
