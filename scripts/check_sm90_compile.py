@@ -11,9 +11,13 @@ Each kernel module lists its compile cases in ``sm90_compile_cases()``: a list o
 and ``triton.compile``.
 
 Usage:  python scripts/check_sm90_compile.py [module ...]
+
+The kernels checked are this checkout's (the folder kernels/, imported as ``fastrecur_kernels``),
+whether or not fastrecur is installed in the Python that runs the script.
 """
 
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -30,10 +34,10 @@ from triton.compiler import ASTSource  # noqa: E402
 SM90_MAX_SHARED_BYTES = 232_448  # 227 KiB of opt-in shared memory per block on H100/H200
 
 KERNEL_MODULES = [
-    "kernels.relpos_attention",
-    "kernels.bottleneck",
-    "kernels.factor_loss",
-    "kernels.corrupt",
+    "fastrecur_kernels.relpos_attention",
+    "fastrecur_kernels.bottleneck",
+    "fastrecur_kernels.factor_loss",
+    "fastrecur_kernels.corrupt",
 ]
 
 
@@ -50,8 +54,19 @@ def resource_usage(cubin: bytes) -> str:
     return f"{match.group(1)} registers, {match.group(2)} B stack" if match else "registers: (unparsed)"
 
 
+def import_this_checkouts_kernels() -> None:
+    """Make ``fastrecur_kernels`` the kernels/ folder next to this script."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels")
+    spec = importlib.util.spec_from_file_location(
+        "fastrecur_kernels", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["fastrecur_kernels"] = package
+    spec.loader.exec_module(package)
+
+
 def main(argv: list[str]) -> int:
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    import_this_checkouts_kernels()
     target = GPUTarget("cuda", 90, 32)
     modules = argv or KERNEL_MODULES
     failures, compiled = [], 0

@@ -10,12 +10,10 @@ import pytest
 import torch
 
 from fastrecur import rollout, rollout_continuous
-from fastrecur.attention import relpos_attention_reference
 from fastrecur.data import VALUE, DagConfig, generate_dataset
 from fastrecur.interpret import (
     CATEGORIES,
     QUERY_KINDS,
-    attention_probabilities,
     collect_occurrences,
     graph_positions,
     head_shares,
@@ -46,24 +44,6 @@ def random_model(vocab_sizes, **changes) -> RecurrentTransformer:
 # --- the recorder ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("terms", [(True, True), (True, False), (False, True), (False, False)])
-@pytest.mark.parametrize("causal,shift", [(True, 0), (False, 2)])
-def test_attention_probabilities_reproduce_the_reference_output(terms, causal, shift):
-    torch.manual_seed(1)
-    B, H, L, d, W = 2, 3, 11, 8, 5
-    q, k, v = (torch.randn(B, H, L, d, dtype=torch.float64) for _ in range(3))
-    pos_k = torch.randn(W, H, d, dtype=torch.float64) if terms[0] else None
-    pos_q = torch.randn(W, H, d, dtype=torch.float64) if terms[1] else None
-    probs = attention_probabilities(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal)
-    expected = relpos_attention_reference(q, k, v, pos_k, pos_q, window=W, shift=shift, causal=causal)
-    torch.testing.assert_close(probs.double() @ v, expected, rtol=1e-5, atol=1e-5)
-    assert torch.allclose(probs.sum(-1), torch.ones(B, H, L))
-    if causal:
-        assert (probs.triu(1) == 0).all()
-    last = attention_probabilities(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal, first_query=L - 1)
-    torch.testing.assert_close(last, probs[:, :, -1:])
-
-
 def _hook_count(model) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
@@ -77,11 +57,13 @@ def test_recording_keeps_the_model_math_and_removes_everything_it_attached(graph
         assert _hook_count(model) == len(originals) + 2  # one per block, the encoder's pre- and post-hook
         recorded = model(tokens)
         assert rec.layers[1].probs.shape == (4, 2, tokens.shape[1], tokens.shape[1])
+        every_query = rec.layers[1].probs
         model(tokens[:1])  # the next pass replaces the previous one's tensors
         assert rec.layers[0].probs.shape[0] == 1 and rec.passes == 2
     with recording(model, attention="last") as rec:
         model(tokens)
         assert rec.layers[0].probs.shape == (4, 2, 1, tokens.shape[1])
+        torch.testing.assert_close(rec.layers[1].probs, every_query[:, :, -1:])
     with recording(model, attention=None) as rec:
         model(tokens)
         assert rec.layers[0].probs is None and rec.layers[0].head_outputs.shape == (4, 2, tokens.shape[1], 16)
@@ -366,8 +348,8 @@ def test_interpret_command_end_to_end(tmp_path, tiny_checkpoint):
     """A trained fastrecur checkpoint and the same weights as an authors' checkpoint give the same report."""
     from fastrecur.cli import main
     from fastrecur.compat import export_upstream_checkpoint, save_upstream_dataset
-    from fastrecur.compat.checkpoints import model_config_to_upstream
-    from fastrecur.train import model_from_checkpoint
+    from fastrecur.checkpoint import model_from_checkpoint
+    from fastrecur.compat.configs import model_config_to_upstream
 
     import yaml
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import os
 
+from .options import add_backend_options
+
 NAME = "interpret"
 HELP = "mechanistic analysis of a checkpoint: probe equations, where heads look, linear probes, value spectra"
 
@@ -29,23 +31,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-occurrences", type=int, default=4000, help="variable occurrences sampled for the linear probes")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=["auto", "reference", "triton"], default="auto", help="attention the model runs with")
-    parser.add_argument("--device", default="auto")
+    add_backend_options(parser)
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
     import time
 
-    from ..backends import resolve_backend
+    from ..backends import resolve_backend, resolve_device
     from ..interpret import InterpretSettings, interpret
-    from ..train import resolve_device
 
     started = time.perf_counter()
     device = resolve_device(args.device)
     model, graphs, source, continuous_default = load_model_and_graphs(args)
     model = model.to(device).eval()
-    model.set_attention(resolve_backend(args.backend, device).attention)
+    resolve_backend(args.backend, device).bind(model)  # the recorder wraps whatever attention this binds
     dataset = graphs()
     settings = InterpretSettings(
         num_graphs=args.num_graphs,
@@ -77,8 +77,8 @@ def load_model_and_graphs(args):
         return _load_upstream(args)
     if args.vocab and not args.data:
         raise ConfigError("--vocab is for an authors' checkpoint (with --upstream-config) or for --data")
+    from ..checkpoint import model_from_checkpoint
     from ..data import DagConfig
-    from ..train import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(path)
     base = DagConfig(**cfg.data.train)
@@ -110,7 +110,7 @@ def _load_upstream(args):
     vocab = Vocab.from_json(vocab_path)
     data_config = os.path.join(folder, "data_config.yaml")
     if os.path.isfile(data_config):
-        from ..config import data_from_upstream
+        from ..compat.configs import data_from_upstream
 
         base = DagConfig(**data_from_upstream(data_config)["train"])
     else:  # the authors' training graphs (DagConfig's defaults), written with this vocabulary
@@ -128,9 +128,9 @@ def _trained_without_bottleneck(folder: str) -> bool:
     train_config = os.path.join(folder, "train_config.yaml")
     if not os.path.isfile(train_config):
         return False
-    from ..compat.checkpoints import read_yaml
+    from ..yaml_loading import read_yaml_mapping
 
-    return bool(read_yaml(train_config).get("nointerm", False))
+    return bool(read_yaml_mapping(train_config).get("nointerm", False))
 
 
 def _graphs(args, base, vocab_path=None):

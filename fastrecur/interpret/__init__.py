@@ -1,7 +1,8 @@
 """Mechanistic analysis of a trained recurrent block (``fastrecur interpret``).
 
-* ``recorder`` — record attention probabilities, per-head outputs and the residual stream of every
-  layer without changing the model's math (a context manager that removes everything it attached);
+* ``recorder`` — record attention probabilities (recomputed by the kernels' one reference), per-head
+  outputs and the residual stream of every layer without changing the model's math (a context
+  manager that removes everything it attached);
 * ``positions`` — where definitions, operands and occurrences are, computed from the graph;
 * ``probe_equations`` — controlled probe equations: which heads react to which slot;
 * ``heads`` — where heads look: attention shares by graph-defined category, attention maps;
@@ -15,7 +16,7 @@ from .heads import attention_maps, head_shares
 from .linear_probes import collect_occurrences, probe_latents, ridge_probe
 from .positions import CATEGORIES, QUERY_KINDS, graph_positions, key_categories
 from .probe_equations import probe_batches, run_probe_equations
-from .recorder import attention_probabilities, head_contributions, recording
+from .recorder import head_contributions, recording
 from .report import InterpretSettings, interpret
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
     "QUERY_KINDS",
     "InterpretSettings",
     "attention_maps",
-    "attention_probabilities",
     "collect_occurrences",
     "graph_positions",
     "head_contributions",

@@ -1,4 +1,4 @@
-"""Controlled probe equations (the authors' ``conduct_controlled_exp.py``, SPEC §8).
+"""Controlled probe equations (the authors' ``conduct_controlled_exp.py``, docs/method.md §9).
 
 From a solved graph (the teacher state ``S_{D+1}``: every node's value is written at its RHS) a
 probe equation ``<EQ_SEP> var_0 OP var_1 … = rhs`` is appended after the last real token. One

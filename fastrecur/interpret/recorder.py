@@ -2,10 +2,12 @@
 
 ``recording(model)`` is a context manager that, for as long as it is open,
 
-* wraps every layer's attention function (``RelativePositionAttention.attention_fn``): the wrapper
-  calls the model's own function unchanged and keeps its per-head output ``Σ_j A(i, j) v_j``
-  (before ``W_o``) and, if asked, the attention probabilities ``A`` recomputed from the same ``q``,
-  ``k`` and position tables by :func:`attention_probabilities` (all queries, or only the last);
+* wraps every layer's attention function (``RelativePositionAttention.attention_fn``, whatever
+  backend ``Backend.bind`` put there): the wrapper calls that function unchanged and keeps its
+  per-head output ``Σ_j A(i, j) v_j`` (before ``W_o``) and, if asked, the attention probabilities
+  ``A`` recomputed from the same ``q``, ``k`` and position tables by the one reference,
+  ``fastrecur_kernels.reference.relpos_attention_probs_reference`` (all queries, or only the last).
+  Fused kernels never materialize ``A``, hence the recomputation beside them;
 * registers one forward pre-hook on the encoder (its input: the embedding, or ``h_t`` in a
   continuous rollout) and one forward hook per block (the residual stream after the block), and
   one forward hook on the encoder that calls the listeners after every complete pass.
@@ -23,35 +25,9 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
-from ..attention import attention_scale, relative_buckets
+from fastrecur_kernels.reference import relpos_attention_probs_reference
+
 from ..model import RecurrentTransformer
-
-
-def attention_probabilities(
-    q: torch.Tensor, k: torch.Tensor, pos_k: Optional[torch.Tensor], pos_q: Optional[torch.Tensor], *,
-    window: int, shift: int, causal: bool, first_query: int = 0,
-) -> torch.Tensor:  # fmt: skip
-    """``softmax_j S(i, j)`` of the relative-position attention (``fastrecur.attention``), float32
-    ``[B, H, L − first_query, L]`` for the queries ``i ≥ first_query``.
-
-    The same score as the reference attention (content, c2p and p2c terms, causal mask), computed
-    in float32; ``attention_probabilities(...) @ v`` equals the model's attention output.
-    """
-    k = k.float()
-    B, H, L, d = k.shape
-    q = q[:, :, first_query:].float()
-    Lq = q.shape[2]
-    bucket = relative_buckets(L, L, window, shift, device=q.device)[first_query:].expand(B, H, Lq, L)
-    scores = q @ k.transpose(-1, -2)
-    if pos_k is not None:  # q_i · K^r[r(i, j)]: project onto every bucket, then pick each pair's
-        scores += torch.einsum("bhid,whd->bhiw", q, pos_k.float()).gather(3, bucket)
-    if pos_q is not None:  # k_j · Q^r[r(i, j)]
-        scores += torch.einsum("bhjd,whd->bhwj", k, pos_q.float()).gather(2, bucket)
-    scores *= attention_scale(d, pos_k, pos_q)
-    if causal:
-        future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)[first_query:]
-        scores.masked_fill_(future, float("-inf"))
-    return scores.softmax(dim=-1)
 
 
 @dataclass
@@ -137,7 +113,7 @@ def _recording_attention(original, record: LayerRecord, keep_probs: Optional[str
         if keep_probs is not None:
             first = q.shape[2] - 1 if keep_probs == "last" else 0
             with torch.no_grad():
-                record.probs = attention_probabilities(
+                record.probs = relpos_attention_probs_reference(
                     q, k, pos_k, pos_q, window=window, shift=shift, causal=causal, first_query=first
                 )
         return out

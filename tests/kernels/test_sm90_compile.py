@@ -16,7 +16,12 @@ REPO_ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SM90_MAX_SHARED_BYTES = 232_448
 
 # module → how many (kernel, configuration) cases its sm90_compile_cases() lists
-CASES = {"kernels.relpos_attention": 19, "kernels.bottleneck": 5, "kernels.factor_loss": 4, "kernels.corrupt": 3}
+CASES = {
+    "fastrecur_kernels.relpos_attention": 19,
+    "fastrecur_kernels.bottleneck": 7,
+    "fastrecur_kernels.factor_loss": 4,
+    "fastrecur_kernels.corrupt": 3,
+}
 
 
 @pytest.mark.slow
