@@ -20,10 +20,10 @@ from ..model import RecurrentTransformer
 from .positions import CATEGORIES, QUERY_KINDS, graph_positions, key_categories, query_kinds
 from .recorder import recording
 
-STATES = ("input", "solved")
+STATES = ("input", "solved")  # the sequence the model reads: S_0 (values hidden) or the solved S_{D+1}
 # At most this many attention probabilities (all layers of one batch) are held at once: batches of
 # long sequences are split further (2**28 float32 = 1 GiB).
-PROBABILITY_BUDGET = 2**28  # the sequence the model reads: S_0 (values hidden) or the solved S_{D+1}
+PROBABILITY_BUDGET = 2**28
 
 
 class HeadShares:

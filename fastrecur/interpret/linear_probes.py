@@ -146,14 +146,14 @@ def collect_occurrences(
     kind = torch.where(pos.is_rhs[graph, position], 0, 1)
     definition = pos.definition[graph, position]
     solved_chunks = []  # per batch: [iterations, occurrences in the batch]
-    per_pass: list[list[torch.Tensor]] = []  # [iteration][layer] → chunks, concatenated below
+    per_batch: list[list[list[torch.Tensor]]] = []  # [batch][iteration][layer]: the stream at the batch's occurrences
     with recording(model, attention=None) as rec:
         for start in range(0, len(dataset), batch_size):
             in_batch = (graph >= start) & (graph < start + batch_size)
             if not in_batch.any():
                 continue
             rows, cols = (graph[in_batch] - start).to(device), position[in_batch].to(device)
-            collected: list[list[torch.Tensor]] = []  # one entry per iteration: every layer's stream
+            collected: list[list[torch.Tensor]] = []  # one entry per encoder pass (= iteration): every layer's stream
 
             def listener(r: Recording) -> None:
                 collected.append([h[rows, cols].float().cpu() for h in r.hidden_states()])
@@ -166,12 +166,12 @@ def collect_occurrences(
             truth = batch.labels[rows, defined_at, VALUE]
             solved_chunks.append(torch.stack([s[rows, defined_at, VALUE] == truth for s in states[:-1]]).cpu())
             rec.clear()
-            per_pass.append(collected)
+            per_batch.append(collected)
             if progress is not None:
                 progress.update(len(batch))
-    num_layers = len(per_pass[0][0])
+    num_layers = len(per_batch[0][0])
     features = torch.stack(
-        [torch.stack([torch.cat([chunk[t][layer] for chunk in per_pass]) for layer in range(num_layers)]) for t in range(num_iters)]
+        [torch.stack([torch.cat([chunk[t][layer] for chunk in per_batch]) for layer in range(num_layers)]) for t in range(num_iters)]
     )
     solved = torch.cat(solved_chunks, dim=1)
     return Occurrences(graph, position, kind, pos.value[graph, position], pos.depth[graph, position], solved, features)

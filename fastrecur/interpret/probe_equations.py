@@ -68,13 +68,12 @@ def probe_batches(
         names = pos.variable[0][rhs].tolist()
         value_of = dict(zip(names, pos.value[0][rhs].tolist()))
         free = sorted(set(range(vocab.num_vars)) - set(names))
+        # The fillers every slot keeps while another slot varies: random, so that no slot is tied to
+        # the graph's first names (operand names may repeat only when the graph has too few).
         base = list(rng.choice(names, size=arity, replace=len(names) < arity)) + [rng.choice(free) if free else None]
-        def some(pool: list[int]) -> list[int]:  # up to max_variants fillers for a slot
-            return sorted(int(v) for v in rng.choice(pool, size=min(max_variants, len(pool)), replace=False))
-
-        variants = {f"var_{s}": [(s, name) for name in some(names)] for s in range(arity)}
+        variants = {f"var_{s}": [(s, name) for name in _fillers(rng, names, max_variants)] for s in range(arity)}
         if free:
-            variants["rhs"] = [(arity, name) for name in some(free)]
+            variants["rhs"] = [(arity, name) for name in _fillers(rng, free, max_variants)]
         for slot, changes in variants.items():
             rows, targets = [], []
             for index, name in changes:
@@ -93,6 +92,11 @@ def probe_batches(
                     value = _FOLD[op](value, value_of[operand], vocab.mod_val)
                 targets.append(value)
             yield ProbeBatch(g, slot, torch.stack(rows), torch.tensor(targets))
+
+
+def _fillers(rng: np.random.Generator, pool: list[int], count: int) -> list[int]:
+    """Up to ``count`` distinct names of ``pool``, drawn at random, sorted."""
+    return sorted(int(v) for v in rng.choice(pool, size=min(count, len(pool)), replace=False))
 
 
 @torch.no_grad()

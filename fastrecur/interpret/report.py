@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..data import GraphDataset
+from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..model import RecurrentTransformer
 from . import figures
@@ -35,8 +36,6 @@ class InterpretSettings:
     show_progress: bool = True
 
     def validate(self) -> "InterpretSettings":
-        from ..errors import ConfigError
-
         for key in ("num_graphs", "probe_graphs", "arity", "batch_size", "max_occurrences"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be a positive integer")
@@ -59,8 +58,6 @@ def interpret(
     """All analyses of ``model`` on ``dataset``; returns the report (also written to ``out_dir``)."""
     settings.validate()
     if tuple(dataset.vocab.sizes) != tuple(model.config.vocab_sizes):
-        from ..errors import ConfigError
-
         raise ConfigError(f"the graphs' vocabulary sizes {dataset.vocab.sizes} differ from the model's {model.config.vocab_sizes}")
     os.makedirs(out_dir, exist_ok=True)
     model.eval()
@@ -93,7 +90,8 @@ def interpret(
             shares = head_shares(model, dataset, state=state, batch_size=settings.batch_size, progress=bar)
         report["head_shares"][state] = shares.tolist()
         figures.head_share_table(shares, f"share of attention per head ({state} state)", _path(out_dir, report, f"head_shares_{state}"))
-    for i, amap in enumerate(attention_maps(model, dataset, list(range(min(settings.map_graphs, len(dataset)))))):
+    for i in range(min(settings.map_graphs, len(dataset))):
+        (amap,) = attention_maps(model, dataset, [i])  # one graph's [layers, H, L, L] at a time: drawn, then dropped
         figures.attention_map(amap, f"graph {i} (input state); red dots: definition of each variable query", _path(out_dir, report, f"attention_graph{i}"))
     timings["head_attention"] = time.perf_counter() - start
 
