@@ -34,6 +34,7 @@ from .backends import Backend, ReferenceBackend
 from .compat import load_upstream_dataset
 from .config import EvalSettings, RunConfig
 from .cudagraphs import BucketedGraphStep
+from .diagnostics import constant_answer_graphs
 from .data import SCORED_FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, Vocab, generate_dataset, input_depth, teacher_states
 from .errors import ConfigError
 from .model import RecurrentTransformer
@@ -90,7 +91,7 @@ class Evaluator:
         depth_from_input = input_depth(ds.tokens, ds.vocab)
         sample_depth = depth_from_input.max(dim=1).values  # [N]
         budget = iteration_budget(self.settings, int(sample_depth.max()))
-        acc = _Accumulator(budget)
+        acc = _Accumulator(budget, ds.vocab.sizes[VALUE])
         for start in range(0, len(ds), self.settings.batch_size):
             batch = ds[start : start + self.settings.batch_size]
             final, per_iter_states, used = self._rollout(batch, budget)
@@ -140,7 +141,7 @@ class Evaluator:
 class _Accumulator:
     """Sums over batches; ``result()`` turns them into the metrics of the module docstring."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: int, value_vocab_size: int):
         self.budget = budget
         self.n = 0
         self.fully = 0.0
@@ -154,6 +155,9 @@ class _Accumulator:
         self.iter_value = torch.zeros(budget, dtype=torch.float64)
         self.iter_teacher = torch.zeros(budget, dtype=torch.float64)
         self.used = []
+        self.nontrivial = 0
+        self.nontrivial_solved = 0
+        self.constant_counts = torch.zeros(value_vocab_size, dtype=torch.int64)
 
     def add(self, batch: GraphDataset, final: torch.Tensor, states: list[torch.Tensor], used: torch.Tensor) -> None:
         L = final.shape[1]
@@ -170,7 +174,12 @@ class _Accumulator:
             return (state[..., :NUM_SCORED_FACTORS] == target[..., :NUM_SCORED_FACTORS]) | pad.unsqueeze(-1)
 
         ok = scored(final, labels)
-        self.fully += ok.flatten(1).all(dim=1).sum().item()
+        solved = ok.flatten(1).all(dim=1)
+        self.fully += solved.sum().item()
+        trivial, constant = constant_answer_graphs(labels, depth)
+        self.nontrivial += (~trivial).sum().item()
+        self.nontrivial_solved += (solved & ~trivial).sum().item()
+        self.constant_counts += torch.bincount(constant[trivial].cpu(), minlength=len(self.constant_counts))[: len(self.constant_counts)]
         self.factor_correct += ok.sum(dim=(0, 1)).double().cpu()
         value_ok = final[..., VALUE] == labels[..., VALUE]
         self.value_correct += (value_ok & rhs).sum().item()
@@ -194,6 +203,10 @@ class _Accumulator:
         return {
             "num_graphs": self.n,
             "fully_solved": self.fully / self.n,
+            # Graphs whose nodes all share one value are solved by a constant answer: the floor is
+            # the best single constant's share, and "nontrivial" scores the other graphs alone.
+            "constant_answer_floor": float(self.constant_counts.max()) / self.n,
+            "fully_solved_nontrivial": self.nontrivial_solved / self.nontrivial if self.nontrivial else float("nan"),
             "factor_acc": (self.factor_correct / self.positions).tolist(),
             "value_acc": self.value_correct / value_den,
             "value_acc_by_depth": {int(d): self.depth_correct[d] / self.depth_count[d] for d in sorted(self.depth_count)},

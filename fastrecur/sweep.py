@@ -85,6 +85,8 @@ def write_sweep(results: list[dict], out_dir: str, train_size: Optional[int]) ->
             "num_nodes": r["num_nodes"],
             "num_graphs": r["num_graphs"],
             "fully_solved": r["fully_solved"],
+            "fully_solved_nontrivial": r["fully_solved_nontrivial"],
+            "constant_answer_floor": r["constant_answer_floor"],
             "value_acc": r["value_acc"],
             "mean_depth": r["graph_depth"]["mean"],
             "max_depth": r["graph_depth"]["max"],
@@ -110,6 +112,7 @@ def plot_sweep(results: list[dict], train_size: Optional[int], size_path: str, i
     sizes = [r["num_nodes"] for r in results]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(sizes, [100 * r["fully_solved"] for r in results], "o-", label="% completely solved")
+    ax.plot(sizes, [100 * r["constant_answer_floor"] for r in results], ":", color="gray", label="constant-answer floor")
     ax.plot(sizes, [100 * r["value_acc"] for r in results], "s--", alpha=0.6, label="% node values correct")
     if train_size is not None:
         ax.axvline(train_size, color="gray", ls=":", label=f"training size ({train_size})")
@@ -134,12 +137,15 @@ def plot_sweep(results: list[dict], train_size: Optional[int], size_path: str, i
 
 
 def format_table(results: list[dict], train_size: Optional[int]) -> str:
-    lines = [f"{'n':>5} {'graphs':>7} {'depth':>11} {'iters':>6} {'solved':>8} {'values':>8}"]
+    lines = [
+        f"{'n':>5} {'graphs':>7} {'depth':>11} {'iters':>6} {'solved':>8} {'non-trivial':>12} {'floor':>6} {'values':>8}"
+    ]
     for r in results:
         mark = "  ← training size" if r["num_nodes"] == train_size else ""
         d = r["graph_depth"]
         lines.append(
             f"{r['num_nodes']:>5} {r['num_graphs']:>7} {d['mean']:>5.1f} (≤{d['max']:>2}) {r['iterations']['mean']:>6.1f} "
-            f"{percent(r['fully_solved']):>8} {percent(r['value_acc']):>8}{mark}"
+            f"{percent(r['fully_solved']):>8} {percent(r['fully_solved_nontrivial']):>12} "
+            f"{percent(r['constant_answer_floor']):>6} {percent(r['value_acc']):>8}{mark}"
         )
     return "\n".join(lines)

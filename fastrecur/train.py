@@ -39,6 +39,7 @@ from .batches import load_training_file, training_batches, training_vocab
 from .checkpoint import CHECKPOINT_NAME, global_rng_state, load_checkpoint, restore_global_rng_state, save_checkpoint
 from .config import RunConfig
 from .data import FACTORS, SYN_PAD, SYNTAX, VALUE, GraphDataset
+from .diagnostics import node_skill_accuracy
 from .errors import ConfigError, TrainingDiverged
 from .model import RecurrentTransformer
 from .profiling import nvtx_range
@@ -335,7 +336,20 @@ class Trainer:
         if dataset is None:
             return {}
         result = Evaluator(self.model, self.cfg.eval, self.device, self.backend).evaluate(dataset)
-        return {"val/fully_solved": result["fully_solved"], "val/value_acc": result["value_acc"]}
+        record = {
+            "val/fully_solved": result["fully_solved"],
+            "val/fully_solved_nontrivial": result["fully_solved_nontrivial"],
+            "val/value_acc": result["value_acc"],
+        }
+        # Which skill lags (docs/learning.md): teacher-forced VALUE accuracy by what each node needs.
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            skills = node_skill_accuracy(lambda x: self.model(x.to(self.device))[VALUE], dataset, self.cfg.model.relpos_window)
+        finally:
+            self.model.train(was_training)
+        record.update({f"val/tf/{k}": v for k, v in skills.items()})
+        return record
 
     # --- checkpoints ------------------------------------------------------------------------
 
