@@ -4,7 +4,8 @@ Both sources are pure functions of ``(seed, step)``, which is what makes resumed
 data-parallel ranks take disjoint slices of the same global batch (``rank::world_size`` split of
 each global batch of ``batch_size`` graphs):
 
-* ``stream`` — fresh graphs from the seeded generator (global graph index ``step·B + i``);
+* ``stream`` — fresh graphs from the seeded generator (global graph index ``step·B + i``), of one
+  family, a mixture or a curriculum (``fastrecur.data.schedule``);
 * ``files``  — a fixed file (ours or the authors'), reshuffled each epoch with a permutation seeded by
   ``(seed, epoch)``; the last partial batch of an epoch is dropped so every step has ``B`` graphs.
 """
@@ -19,7 +20,8 @@ import torch
 
 from .compat import load_upstream_dataset
 from .config import DataSettings
-from .data import DagConfig, GraphDataset, GraphStream, Vocab
+from .data import DagConfig, GraphDataset, Vocab
+from .data.schedule import scheduled_batches
 from .errors import ConfigError
 
 
@@ -52,7 +54,7 @@ def training_batches(
     if batch_size % world_size:
         raise ConfigError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world_size})")
     if data.source == "stream":
-        return iter(GraphStream(DagConfig(**data.train), seed, batch_size, start_step=start_step, rank=rank, world_size=world_size))
+        return scheduled_batches(data.schedule(), batch_size, seed, start_step, rank, world_size)
     return _file_batches(load_training_file(data), batch_size, seed, start_step, rank, world_size)
 
 

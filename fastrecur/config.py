@@ -26,6 +26,7 @@ import yaml
 from fastrecur_kernels.reference import CORRUPTION_STRATEGIES
 
 from .compat.configs import from_upstream_dir
+from .data.schedule import training_schedule
 from .errors import ConfigError
 from .model import ModelConfig
 from .yaml_loading import load_yaml, read_yaml_mapping
@@ -51,12 +52,24 @@ class DataSettings:
     val_file: Optional[str] = None
     val_samples: int = 256
     seed: Optional[int] = None  # data stream seed (default: train.seed)
+    # Stream only (fastrecur/data/schedule.py): mix splits every batch among graph families,
+    # [{share: 1, <overrides of train>}, …]; curriculum stages come first, [{until_step: N, <overrides>}, …].
+    mix: list = field(default_factory=list)
+    curriculum: list = field(default_factory=list)
 
     def validate(self) -> None:
         _choice("data.source", self.source, ("stream", "files"))
         if self.source == "files" and not self.train_file:
             raise ConfigError("data.source='files' needs data.train_file (a .pt file, ours or the authors')")
         _positive("data.val_samples", self.val_samples)
+        if self.source == "files" and (self.mix or self.curriculum):
+            raise ConfigError("data.mix and data.curriculum draw fresh graphs: they need data.source='stream'")
+        if self.source == "stream":
+            self.schedule()  # every stage and component is checked here, not when training starts
+
+    def schedule(self) -> list:
+        """The stream's stages (``fastrecur.data.schedule.Stage``)."""
+        return training_schedule(self.train, self.mix, self.curriculum)
 
 
 @dataclass

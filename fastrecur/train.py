@@ -39,6 +39,7 @@ from .batches import load_training_file, training_batches, training_vocab
 from .checkpoint import CHECKPOINT_NAME, global_rng_state, load_checkpoint, restore_global_rng_state, save_checkpoint
 from .config import RunConfig
 from .data import FACTORS, SYN_PAD, SYNTAX, VALUE, GraphDataset
+from .data.schedule import max_depth
 from .diagnostics import node_skill_accuracy
 from .errors import ConfigError, TrainingDiverged
 from .model import RecurrentTransformer
@@ -290,7 +291,7 @@ class Trainer:
     def _max_iters(self) -> int:
         """Metrics are sized for the deepest graph the training data can hold."""
         if self.cfg.data.source == "stream":
-            return int(self.cfg.data.train.get("max_depth", 6)) + 1
+            return max_depth(self.cfg.data.schedule()) + 1
         return int(load_training_file(self.cfg.data).depth.max()) + 1
 
     def stop_if_diverged(self, check_weights: bool = False, collective: bool = True) -> None:
