@@ -1,0 +1,72 @@
+"""The demo's training step on the CPU: what makes it cheaper (docs/learning.md, "Step cost").
+
+    python -m pytest bench/test_cpu_demo_step.py --benchmark-only --benchmark-group-by=group
+
+Every variant trains the embedded ``tiny`` config (the demo) on the same fixed batches; they share
+one group, so pytest-benchmark prints them side by side with ratios. Run it on an idle machine: the
+figures are wall-clock medians.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from fastrecur.config import load_config
+from fastrecur.train import Trainer
+
+STEPS_PER_ROUND = 10
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def demo_trainer(tmp_path, *overrides, optimizer: str = "default") -> Trainer:
+    cfg = load_config("tiny", [f"train.out_dir={tmp_path}", *overrides])
+    trainer = Trainer(cfg, show_progress=False)
+    if optimizer != "default":
+        kind = {"foreach": dict(foreach=True), "fused": dict(fused=True), "loop": dict(foreach=False)}[optimizer]
+        t = cfg.train
+        trainer.optimizer = torch.optim.AdamW(
+            trainer.model.parameters(), lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay, **kind
+        )
+    return trainer
+
+
+VARIANTS = {
+    "2 threads (default)": (2, (), "default"),
+    "1 thread": (1, (), "default"),
+    "2 threads, AdamW foreach": (2, (), "foreach"),
+    "2 threads, AdamW fused": (2, (), "fused"),
+    "2 threads, no grad clipping": (2, ("train.grad_clip=null",), "default"),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_demo_step(benchmark, tmp_path, variant):
+    num_threads, overrides, optimizer = VARIANTS[variant]
+    benchmark.group = "cpu demo training step (10 steps)"
+    with threads(num_threads):
+        trainer = demo_trainer(tmp_path, *overrides, optimizer=optimizer)
+        stream = trainer.batches()
+        batches = [trainer.prepare(next(stream)) for _ in range(STEPS_PER_ROUND)]
+        for sb in batches[:3]:  # warm-up
+            trainer.train_step(sb)
+
+        def ten_steps():
+            for sb in batches:
+                out = trainer.train_step(sb)
+            return float(out["loss"])
+
+        loss = benchmark.pedantic(ten_steps, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["steps_per_s"] = STEPS_PER_ROUND / benchmark.stats.stats.median
+    assert loss == loss  # finite
