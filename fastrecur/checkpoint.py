@@ -5,7 +5,8 @@ back with ``torch.load(weights_only=True)`` (``fastrecur.safe_loading``: nothing
 
 * ``format`` — ``fastrecur-checkpoint-v2``; files of the first format (``…-v1``) still load;
 * ``config`` — the full run config (``RunConfig.to_dict()``);
-* ``model``, ``optimizer``, ``scheduler`` — state dicts;
+* ``model``, ``optimizer``, ``scheduler`` — state dicts (a shipped model keeps ``model`` only:
+  it evaluates, it does not resume);
 * ``step``, ``tokens_seen``, ``train_time_s``, ``world_size``;
 * ``rng`` — every random generator: ``python`` (``random.getstate()``, nested tuples of ints),
   ``numpy`` (v2: the MT19937 key as an int64 tensor, its position and Gaussian cache; v1 stored
@@ -30,6 +31,9 @@ from .model import RecurrentTransformer
 from .safe_loading import NUMPY_ARRAYS, load_weights_only
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# Models shipped inside the package (fastrecur/pretrained/, written by scripts/export_pretrained.py):
+# every command that takes a checkpoint also takes one of these names.
+PRETRAINED = ("pretrained-cpu",)
 FORMAT = "fastrecur-checkpoint-v2"
 FORMAT_V1 = "fastrecur-checkpoint-v1"  # RNG state of numpy as numpy arrays; read, never written
 
@@ -74,14 +78,30 @@ def save_checkpoint(payload: dict, path: str) -> None:
     atomic_torch_save({"format": FORMAT, **payload}, path)
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a fastrecur training checkpoint (CPU tensors), with a clear error if it is not one.
+def pretrained_path(name: str) -> str:
+    """The file of a shipped model (``PRETRAINED``)."""
+    from importlib import resources
 
-    Nothing in the file can run: anything but tensors, plain Python and (in v1 files) numpy arrays
-    raises ``UnsafeFileError``.
+    return str(resources.files("fastrecur.pretrained").joinpath(f"{name}.pt"))
+
+
+def resolve_checkpoint(path_or_name: str) -> str:
+    """A checkpoint file: ``path_or_name`` itself, or the file of the shipped model of that name."""
+    if os.path.isfile(path_or_name) or path_or_name not in PRETRAINED:
+        return path_or_name
+    return pretrained_path(path_or_name)
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a fastrecur checkpoint (CPU tensors), with a clear error if it is not one.
+
+    ``path`` may also name a shipped model (``PRETRAINED``). Nothing in the file can run: anything but
+    tensors, plain Python and (in v1 files) numpy arrays raises ``UnsafeFileError``.
     """
+    path = resolve_checkpoint(path)
     if not os.path.isfile(path):
-        raise FastrecurError(f"{path}: checkpoint not found")
+        shipped = ", ".join(PRETRAINED)
+        raise FastrecurError(f"{path}: checkpoint not found (give a checkpoint file or a shipped model: {shipped})")
     try:
         ckpt = load_weights_only(path, allow=NUMPY_ARRAYS)
     except UnsafeFileError as exc:

@@ -12,7 +12,7 @@ HELP = "closed-loop evaluation of a checkpoint on one dataset"
 
 def add_arguments(parser) -> None:
     add_nvtx_option(parser)
-    parser.add_argument("checkpoint", help="fastrecur checkpoint (checkpoint.pt)")
+    parser.add_argument("checkpoint", help="fastrecur checkpoint (checkpoint.pt) or a shipped model (pretrained-cpu)")
     parser.add_argument("--data", metavar="FILE", help="evaluation set (.pt, ours or the authors'); default: generated graphs")
     parser.add_argument("--vocab", metavar="JSON", help="vocab.json for --data (default: beside it)")
     parser.add_argument("--nodes", type=int, help="generate OOD-protocol graphs of this size (default: graphs from the training distribution)")

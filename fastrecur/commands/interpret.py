@@ -14,7 +14,7 @@ HELP = "mechanistic analysis of a checkpoint: probe equations, where heads look,
 def add_arguments(parser) -> None:
     parser.add_argument(
         "checkpoint",
-        help="fastrecur checkpoint (checkpoint.pt); an authors' .ckpt with --upstream-config; or a directory "
+        help="fastrecur checkpoint (checkpoint.pt) or a shipped model (pretrained-cpu); an authors' .ckpt with --upstream-config; or a directory "
         "holding an authors' .ckpt, model_config.yaml and vocab.json (data_config.yaml, train_config.yaml optional)",
     )
     parser.add_argument("--out", metavar="DIR", required=True, help="where report.md, report.json and the figures go")
@@ -68,9 +68,10 @@ def run(args) -> int:
 
 def load_model_and_graphs(args):
     """``(model, make_graphs, source, continuous)`` for a fastrecur or an authors' checkpoint."""
+    from ..checkpoint import resolve_checkpoint
     from ..errors import ConfigError
 
-    path = args.checkpoint
+    path = resolve_checkpoint(args.checkpoint)
     if not os.path.exists(path):
         raise ConfigError(f"{path}: checkpoint not found")
     if os.path.isdir(path) or args.upstream_config:

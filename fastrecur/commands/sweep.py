@@ -10,13 +10,13 @@ HELP = "OOD sweep: accuracy against graph size, written as JSON, CSV and plots"
 
 def add_arguments(parser) -> None:
     add_nvtx_option(parser)
-    parser.add_argument("checkpoint", help="fastrecur checkpoint (checkpoint.pt)")
+    parser.add_argument("checkpoint", help="fastrecur checkpoint (checkpoint.pt) or a shipped model (pretrained-cpu)")
     parser.add_argument("--sizes", help="graph sizes: START:STOP:STEP ranges and single sizes, comma-separated, e.g. 8:128:8,256 (default: the config's)")
     parser.add_argument("--num-graphs", type=int, help="graphs per size (default 1,024)")
     parser.add_argument("--data-dir", help="read testdata_N{n}.pt + vocab.json from here instead of generating")
     parser.add_argument("--policy", choices=["depth+2", "fixed", "fixed-point"])
     add_backend_options(parser)
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: beside the checkpoint)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: beside the checkpoint; runs/NAME/sweep for a shipped model)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -25,7 +25,7 @@ def run(args) -> int:
     import os
 
     from ..backends import resolve_backend, resolve_device
-    from ..checkpoint import model_from_checkpoint
+    from ..checkpoint import PRETRAINED, model_from_checkpoint
     from ..sweep import format_table, run_sweep, write_sweep
 
     device = resolve_device(args.device)
@@ -42,7 +42,12 @@ def run(args) -> int:
     backend = resolve_backend(args.backend, device)
     results = run_sweep(model, cfg, device, backend, show_progress=not args.no_progress)
     train_size = cfg.data.train.get("num_nodes")
-    out_dir = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "sweep")
+    if args.out:
+        out_dir = args.out
+    elif args.checkpoint in PRETRAINED and not os.path.isfile(args.checkpoint):  # not inside the installed package
+        out_dir = os.path.join("runs", args.checkpoint, "sweep")
+    else:
+        out_dir = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "sweep")
     paths = write_sweep(results, out_dir, train_size)
     print(format_table(results, train_size))
     print(f"results: {paths['json']}  {paths['csv']}\nplots:   {paths['plot_size']}  {paths['plot_iters']}")
