@@ -44,7 +44,7 @@ from .backends import resolve_backend, resolve_device
 from .batches import training_batches, training_max_depth, training_vocab
 from .checkpoint import CHECKPOINT_NAME, global_rng_state, load_checkpoint, restore_global_rng_state, save_checkpoint
 from .config import RunConfig
-from .data import FACTORS, SYN_PAD, SYNTAX, VALUE, GraphDataset, teacher_states
+from .data import FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, teacher_states
 from .data.cot import CoTVocab, cot_required_length, cot_sequences
 from .errors import ConfigError, TrainingDiverged
 from .model import build_model
@@ -113,6 +113,7 @@ class Trainer:
                 f"model.vocab_sizes={list(cfg.model.vocab_sizes)} does not match the data's vocabulary "
                 f"{list(expected)} (num_vars, ops and mod_val decide it): set model.vocab_sizes to it"
             )
+        self.cot_length = self._cot_length() if self.cot else None
         self.model = build_model(cfg.model).to(self.device)
         self.backend = resolve_backend(self.tcfg.backend, self.device)
         self.backend.bind(self.model)
@@ -146,6 +147,15 @@ class Trainer:
         self.autocast = self._autocast_context()
 
     # --- setup helpers ----------------------------------------------------------------------
+
+    def _cot_length(self) -> Optional[int]:
+        """CoT sequences' padded length: the longest the training graphs can produce (``faithful``,
+        the authors' fixed length), or None: each batch's longest (``trim``)."""
+        if self.tcfg.padding != "faithful":
+            return None
+        if self.cfg.data.source != "stream":
+            raise ConfigError("train.padding='faithful' with model.architecture='cot' needs data.source=stream (the graph settings fix the length)")
+        return cot_required_length(DagConfig(**self.cfg.data.train), self.cfg.data.cot_type)
 
     def _wrap(self, model: torch.nn.Module):
         module = model
@@ -211,8 +221,7 @@ class Trainer:
         (``trim``) or at the longest these graphs can be (``faithful``, the authors' fixed length);
         the loss counts the next tokens from ``<COT>`` on — real ones (``trim``) or all, pads
         included (``faithful``, as the authors)."""
-        length = cot_required_length(self._train_dag_config(), self.cfg.data.cot_type) if self.tcfg.padding == "faithful" else None
-        cb = cot_sequences(batch.labels, batch.vocab, self.cfg.data.cot_type, length)
+        cb = cot_sequences(batch.labels, batch.vocab, self.cfg.data.cot_type, self.cot_length)
         tokens, real_len = cb.tokens, int(cb.lengths.max())
         if self.dist is not None:
             (real_len,) = self.dist.all_max(real_len)
@@ -230,13 +239,6 @@ class Trainer:
             normalizer = global_count / self.dist.world_size
         to = self._to_device
         return StepBatch(to(tokens), None, None, to(counted), 1, normalizer, cot_start=to(cb.prompt_lengths - 1))
-
-    def _train_dag_config(self):
-        from .data import DagConfig
-
-        if self.cfg.data.source == "stream":
-            return DagConfig(**self.cfg.data.train)
-        raise ConfigError("train.padding='faithful' with model.architecture='cot' needs data.source=stream (the graphs' settings fix the length)")
 
     def train_step(self, sb: StepBatch) -> dict:
         """One optimizer step; returns device tensors (no host sync)."""

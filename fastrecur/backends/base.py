@@ -94,15 +94,7 @@ class Backend:
         """
         raise NotImplementedError
 
-    def readout_loss(
-        self,
-        model: RecurrentTransformer,
-        z: torch.Tensor,
-        targets: torch.Tensor,
-        weights: tuple,
-        token_mask: Optional[torch.Tensor],
-        normalizer: Optional[float] = None,
-    ) -> LossOutput:
+    def readout_loss(self, model: RecurrentTransformer, z: torch.Tensor, targets, weights, token_mask, normalizer=None) -> LossOutput:
         """``loss`` of the heads of ``model`` (the bare model, no wrapper) read at hidden states ``z`` ``[N, L, D]``."""
         raise NotImplementedError
 

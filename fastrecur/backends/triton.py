@@ -95,15 +95,7 @@ class TritonBackend(Backend):
         z = model(inputs, hidden=True)  # through the wrapper, so DDP's hooks see the forward pass
         return self.readout_loss(_core(model), z, targets, weights, token_mask, normalizer)
 
-    def readout_loss(
-        self,
-        model: RecurrentTransformer,
-        z: torch.Tensor,
-        targets: torch.Tensor,
-        weights,
-        token_mask: Optional[torch.Tensor],
-        normalizer: Optional[float] = None,
-    ) -> LossOutput:
+    def readout_loss(self, model: RecurrentTransformer, z: torch.Tensor, targets, weights, token_mask, normalizer=None) -> LossOutput:
         sizes = model.config.vocab_sizes
         weight, bias = self.padded_heads(model)
         N, L, _ = z.shape
