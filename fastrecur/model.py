@@ -230,7 +230,7 @@ def cached_attention(q, k, v, pos_k, pos_q, *, window: int, shift: int, causal: 
             scores = scores + torch.gather(torch.einsum("bhid,whd->bhiw", q, pos_k), 3, bucket)
         if pos_q is not None:  # p2c
             scores = scores + torch.gather(torch.einsum("bhjd,whd->bhwj", k, pos_q), 2, bucket)
-    scores = scores * (attention_scale(d, pos_k, pos_q) if not rope else d**-0.5)
+    scores = scores * attention_scale(d, pos_k, pos_q)  # 1/sqrt(d) under RoPE: no position terms
     if causal:
         scores = scores.masked_fill(j > i, float("-inf"))
     probs = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(q.dtype)

@@ -82,7 +82,6 @@ class StepBatch:
     token_mask: Optional[torch.Tensor]  # bool [B, L] real tokens (trim mode) or None (faithful)
     num_iters: int
     normalizer: Optional[float] = None  # loss denominator per iteration-token (data-parallel only)
-    cot_start: Optional[torch.Tensor] = None  # CoT runs: [B] position of <COT>; tokens are [B, L] ids
 
 
 @dataclass
@@ -225,9 +224,8 @@ class Trainer:
         tokens, real_len = cb.tokens, int(cb.lengths.max())
         if self.dist is not None:
             (real_len,) = self.dist.all_max(real_len)
-        if self.tcfg.padding == "trim":
-            keep = min(tokens.shape[1], math.ceil(real_len / self.tcfg.length_multiple) * self.tcfg.length_multiple)
-            keep = max(keep, real_len)
+        if self.tcfg.padding == "trim":  # pads to a multiple of length_multiple: few distinct shapes
+            keep = math.ceil(real_len / self.tcfg.length_multiple) * self.tcfg.length_multiple
             tokens = torch.nn.functional.pad(tokens[:, :keep], (0, keep - min(keep, tokens.shape[1])))
         positions = torch.arange(tokens.shape[1] - 1)
         counted = positions >= (cb.prompt_lengths[:, None] - 1)  # input position i predicts token i + 1
@@ -237,8 +235,8 @@ class Trainer:
         if self.dist is not None:
             (global_count,) = self.dist.all_sum(int(counted.sum()))
             normalizer = global_count / self.dist.world_size
-        to = self._to_device
-        return StepBatch(to(tokens), None, None, to(counted), 1, normalizer, cot_start=to(cb.prompt_lengths - 1))
+        # CoT batches: tokens [B, L] ids, token_mask [B, L − 1] the next tokens the loss counts.
+        return StepBatch(self._to_device(tokens), None, None, self._to_device(counted), 1, normalizer)
 
     def train_step(self, sb: StepBatch) -> dict:
         """One optimizer step; returns device tensors (no host sync)."""
