@@ -25,14 +25,15 @@ from typing import Callable, Optional
 
 import torch
 
+from .backends import resolve_backend
 from .batches import training_max_depth, training_vocab
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
 from .config import RunConfig, apply_override
 from .data.cot import CoTVocab
 from .errors import ConfigError
-from .evaluate import make_evaluator, percent
+from .evaluate import percent
 from .io import atomic_write_text
-from .sweep import steps_per_graph, sweep_dataset
+from .sweep import run_sweep, steps_per_graph
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,11 @@ class ArmResult:
         return f"{self.arm.name} ({self.evaluation.label})"
 
 
-def run_compare(base: RunConfig, out_dir: str, device: torch.device, show_progress: bool = True, log=print) -> list[ArmResult]:
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_compare(base: RunConfig, out_dir: str, device: torch.device, show_progress: bool = True, log=_print) -> list[ArmResult]:
     """Train (or resume, or reuse) every arm of ``base.compare.arms`` and sweep each evaluation."""
     arms = select_arms(base.compare.arms)
     configs = {arm.name: arm_config(base, arm, out_dir) for arm in arms}  # every arm's config checked first
@@ -172,7 +177,7 @@ def run_compare(base: RunConfig, out_dir: str, device: torch.device, show_progre
                 if model is None:
                     model, _ = model_from_checkpoint(os.path.join(out_dir, trained, CHECKPOINT_NAME), device)
                 log(f"[{arm.name}] sweeping {evaluation.label} over n = {', '.join(map(str, eval_cfg.sweep.sizes))}")
-                sweep = _sweep(model, eval_cfg, device, show_progress)
+                sweep = run_sweep(model, eval_cfg, device, resolve_backend(eval_cfg.train.backend, device), show_progress)
                 atomic_write_text(path, json.dumps({"key": _sweep_key(eval_cfg), "results": sweep}, indent=1))
             results.append(ArmResult(arm, evaluation, done["parameters"], done["step"], done["train_time_s"], done.get("train_cpu_s"), sweep))
     return results
@@ -236,15 +241,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def _sweep(model, cfg: RunConfig, device: torch.device, show_progress: bool) -> list[dict]:
-    evaluator = make_evaluator(model, cfg, device)
-    results = []
-    for n in cfg.sweep.sizes:
-        result = evaluator.evaluate(sweep_dataset(cfg, int(n)))
-        results.append({"num_nodes": int(n), **result})
-    return results
 
 
 def _sweep_key(cfg: RunConfig) -> dict:

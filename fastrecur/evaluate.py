@@ -83,7 +83,7 @@ class Evaluator:
         self.settings = settings
         self.device = device
         self.latent = latent
-        self.feedforward = getattr(model.config, "architecture", "recurrent") == "feedforward"
+        self.feedforward = model.config.architecture == "feedforward"
         self.backend = backend or ReferenceBackend()
         self.backend.bind(model)
 
