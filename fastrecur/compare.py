@@ -96,7 +96,7 @@ ARMS = {
             "no-algorithmic-supervision",
             "recurrent, continuous, supervised on the solved state only, fixed iterations in training",
             _unsupervised,
-            lambda cfg: [_fixed(cfg), Evaluation(f"{cfg.eval.policy} (input-adaptive)")],
+            lambda cfg: [_fixed(cfg), Evaluation(f"{cfg.eval.policy}, input-adaptive")],
         ),
         Arm("no-adaptive-recurrence", "the full method's model, evaluated at the training maximum of iterations", evaluations=lambda cfg: [_fixed(cfg)], model_of="full"),
         Arm(

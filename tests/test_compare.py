@@ -36,7 +36,7 @@ def test_compare_trains_every_arm_and_writes_table_csv_and_plot(tmp_path, capsys
     table = open(os.path.join(out, "compare.md")).read()
     for name in ARMS:
         assert f"| {name} |" in table
-    assert "| no-algorithmic-supervision | fixed 3 |" in table and "| no-algorithmic-supervision | depth+2 (input-adaptive) |" in table
+    assert "| no-algorithmic-supervision | fixed 3 |" in table and "| no-algorithmic-supervision | depth+2, input-adaptive |" in table
     assert "n=4 (train)" in table and "% completely solved" in table and "node-value accuracy" in table
     with open(os.path.join(out, "compare.csv")) as f:
         rows = list(csv.DictReader(f))
