@@ -342,5 +342,6 @@ def sm90_compile_cases() -> list:
             **params,
         )
         signature.update({name: "constexpr" for name in constexprs})
-        cases.append((_bottleneck_kernel, signature, constexprs, options))
+        label = dict(activations=act, embedding=emb, sample=sample, vocab="paper", tokens_per_program=params["BLOCK_T"])
+        cases.append((_bottleneck_kernel, signature, constexprs, options, label))
     return cases
