@@ -27,16 +27,21 @@ def _tables(prof, steps: int, on_gpu: bool, top: int = 25) -> dict:
 
     kernels = defaultdict(lambda: [0.0, 0])
     ranges = defaultdict(lambda: [0.0, 0.0, 0])  # device µs, host µs, calls
+    spans = defaultdict(float)  # a range's span on the device timeline (kineto's gpu_user_annotation)
     for e in prof.events():
-        if e.device_type == DeviceType.CUDA:
+        if e.device_type == DeviceType.CUDA and e.name in RANGES:
+            spans[e.name] += e.time_range.elapsed_us()
+        elif e.device_type == DeviceType.CUDA:
             k = kernels[e.name]
             k[0] += e.time_range.elapsed_us()
             k[1] += 1
         elif e.name in RANGES:
             r = ranges[e.name]
-            r[0] += e.device_time_total
+            r[0] += e.device_time_total  # kernels launched inside the range
             r[1] += e.time_range.elapsed_us()
             r[2] += 1
+    for name, span in spans.items():  # first to last kernel of the range, gaps included
+        ranges[name][0] = span
     if not on_gpu:  # the dry run: no device activity; the busiest host operators stand in for kernels
         for avg in prof.key_averages():
             if avg.key not in RANGES:

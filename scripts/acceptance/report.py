@@ -139,9 +139,10 @@ def _section_md(section: dict) -> list[str]:
                 for i in items if i.get("status") == "info"]  # fmt: skip
         lines += _table(["op", "ms", "GB/s", "floor µs", "× floor", "peak GiB"], rows)
     elif name == "speed_train":
-        rows = [[i["item"], i.get("skipped") or i.get("median_ms"), i.get("x_floor"), i.get("tokens_per_s"), i.get("peak_mem_gib")]
-                for i in items if i.get("status") == "info"]  # fmt: skip
-        lines += _table(["step", "ms", "× floor", "tokens/s", "peak GiB"], rows)
+        rows = [[i["item"], i.get("skipped") or i.get("median_ms"), i.get("x_floor"), i.get("tokens_per_s"), i.get("tflops"),
+                 i.get("gbps"), i.get("peak_mem_gib")] for i in items if i.get("status") == "info"]  # fmt: skip
+        lines += _table(["step", "ms", "× floor", "tokens/s", "model TFLOP/s¹", "GB/s¹", "peak GiB"], rows)
+        lines += ["¹ from PERF.md §6.2–6.3's count of the step's FLOPs and ideal bytes (not measured counters).", ""]
     elif name == "speed_eval":
         rows = [[i["item"], i.get("skipped") or i.get("median_ms"), i.get("graphs_per_s"), i.get("fully_solved"), i.get("peak_mem_gib")]
                 for i in items if i.get("status") == "info"]  # fmt: skip
