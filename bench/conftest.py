@@ -11,12 +11,11 @@ Run:  python -m pytest bench/ --benchmark-only [--bench-size paper|smoke] [--ben
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from fastrecur_kernels.interpreter import use_interpreter
+
+use_interpreter()  # before any kernel module is imported: the interpreter unless there is a GPU
 
 import pytest  # noqa: E402
 

@@ -17,11 +17,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.bottleneck import bottleneck, bottleneck_reference, gumbel_noise_reference
-from kernels.corrupt import corrupt_teacher_states, corrupt_teacher_states_reference
-from kernels.factor_loss import factor_loss, factor_loss_reference
+from fastrecur_kernels.ops import bottleneck, corrupt_teacher_states, factor_loss
+from fastrecur_kernels.reference import (
+    bottleneck_reference,
+    corrupt_teacher_states_reference,
+    factor_loss_reference,
+    gumbel_noise,
+)
 
 VOCAB = (7, 129, 2, 25, 2, 2)
+RESET_FACTORS = (4, 5)  # REGRET, MODIFICATION
+VALUE_FACTOR = 3
 WEIGHTS = (1.0, 1.0, 1.0, 1.0, 0.0, 0.0)
 VALUE_VOCAB = 25
 H100_BYTES_PER_S = 3.35e12
@@ -91,13 +97,13 @@ def test_bottleneck(run, heads, variant, sample):
         seeds = iter(range(10**6))
 
         def fn():
-            return bottleneck(z, weight, bias, emb, VOCAB, tau=1.0 if sample else 0.0, seed=next(seeds))
+            return bottleneck(z, weight, bias, emb, VOCAB, reset_factors=RESET_FACTORS, tau=1.0 if sample else 0.0, seed=next(seeds))
 
     else:
 
         def eager(z, weight, bias, emb):
-            noise = gumbel_noise_reference((z.shape[0], sum(VOCAB)), device=z.device) if sample else None
-            return bottleneck_reference(z, weight, bias, emb, VOCAB, noise=noise)
+            noise = gumbel_noise((z.shape[0], sum(VOCAB)), device=z.device) if sample else None
+            return bottleneck_reference(z, weight, bias, emb, VOCAB, reset_factors=RESET_FACTORS, noise=noise)
 
         ref = _maybe_compiled(eager, variant)
 
@@ -174,7 +180,7 @@ def teacher_batch(shape, bench_device):
 def test_corrupt_teacher_states(run, teacher_batch, shape, variant):
     inputs, labels, depth = teacher_batch
     steps = shape["steps"]
-    kwargs = dict(value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=0.5, strategy="last")
+    kwargs = dict(value_vocab_size=VALUE_VOCAB, token_prob=0.5, strategy="last", value_factor=VALUE_FACTOR)
     if variant == "triton":
         seeds = iter(range(10**6))
 

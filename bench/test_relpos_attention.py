@@ -7,9 +7,9 @@ sequences of L = 256) and at L = 1024 (same B); ``smoke``: a tiny shape so that 
 the CPU interpreter (its timings mean nothing). q, k, v are laid out like the model makes them
 (view + transpose of [B, L, H, d]). Variants of one (shape, pass) share a group:
 
-* ``triton`` — ``kernels.relpos_attention`` (and ``triton-dropout``: the same with p = 0.1, the
+* ``triton`` — ``fastrecur_kernels.ops.relpos_attention`` (and ``triton-dropout``: the same with p = 0.1, the
   training setting, to show the cost of the in-kernel RNG);
-* ``eager`` — ``relpos_attention_torch``, every [B, H, L, L] score materialised;
+* ``eager`` — ``relpos_attention_reference``, every [B, H, L, L] score materialised;
 * ``compiled`` — ``torch.compile`` of that reference;
 * ``flex`` — FlexAttention (compiled) with the c2p/p2c tables computed outside and gathered in
   ``score_mod``, causal block mask (its construction is not timed);
@@ -30,7 +30,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels.relpos_attention import relpos_attention, relpos_attention_torch
+from fastrecur_kernels.ops import relpos_attention
+from fastrecur_kernels.reference import relpos_attention_reference
 
 HEADS, HEAD_DIM, DTYPE = 16, 24, torch.bfloat16
 SHAPES = {  # name: (B, H, L, d, window)
@@ -97,9 +98,9 @@ def forward_fn(variant, inputs, window, device):
     if variant == "flex":
         attention = flex_variant(q, window, device)
     elif variant == "compiled":
-        attention = torch.compile(lambda *t: relpos_attention_torch(*t, window=window))
+        attention = torch.compile(lambda *t: relpos_attention_reference(*t, window=window))
     else:
-        attention = lambda *t: relpos_attention_torch(*t, window=window)  # noqa: E731
+        attention = lambda *t: relpos_attention_reference(*t, window=window)  # noqa: E731
     return lambda: attention(*tensors), tensors
 
 

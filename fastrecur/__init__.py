@@ -2,11 +2,13 @@
 
 The main entry points:
 
-* ``fastrecur.model.RecurrentTransformer`` / ``ModelConfig`` — the recurrent block (SPEC §2);
-* ``fastrecur.rollout(model, tokens, num_loops)`` — the discrete recurrence (SPEC §3);
-* ``fastrecur.data`` — graphs, the factored tokenizer, datasets and teacher states (SPEC §1, §4.1);
-* ``fastrecur.compat`` — the authors' dataset files and checkpoints;
+* ``fastrecur.model.RecurrentTransformer`` / ``ModelConfig`` — the recurrent block (docs/method.md §2);
+* ``fastrecur.rollout(model, tokens, num_loops)`` — the discrete recurrence (docs/method.md §3);
+* ``fastrecur.data`` — graphs, the factored tokenizer, datasets and teacher states (docs/method.md §1, §4.1);
+* ``fastrecur.compat`` — the authors' dataset files, checkpoints and config files;
 * ``fastrecur.train.Trainer``, ``fastrecur.evaluate.Evaluator`` — training and evaluation;
+* ``fastrecur.checkpoint`` — fastrecur's checkpoints (``load_checkpoint``, ``model_from_checkpoint``);
+* ``fastrecur.backends`` — the ``reference`` and ``triton`` backends (``resolve_backend``);
 * the ``fastrecur`` command line (``python -m fastrecur --help``).
 """
 

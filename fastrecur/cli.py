@@ -19,12 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastrecur", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"fastrecur.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"fastrecur.commands.{module_name}":
-                raise
-            continue  # command not built yet
+        module = importlib.import_module(f"fastrecur.commands.{module_name}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(run=module.run)

@@ -2,11 +2,11 @@
 
 A config is named by one of
 
-* an embedded name: ``paper`` (the authors' defaults, SPEC §1.8, §2, §4.5, §5) or ``tiny`` (a CPU demo),
+* an embedded name: ``paper`` (the authors' defaults, docs/method.md §1.8, §2, §4.5, §5) or ``tiny`` (a CPU demo),
   shipped in ``fastrecur/configs/``;
 * a path to such a YAML file (missing keys take the defaults of the dataclasses below);
 * a directory holding the authors' ``model_config.yaml``, ``train_config.yaml`` and
-  ``data_config.yaml`` (their layout, translated by ``from_upstream_dir``).
+  ``data_config.yaml`` (their layout, translated by ``fastrecur.compat.configs.from_upstream_dir``).
 
 ``overrides`` are ``section.key=value`` strings (values parsed as YAML), applied last, e.g.
 ``train.steps=200 model.hidden_size=64``. Every invalid value raises ``ConfigError`` naming the key,
@@ -16,7 +16,6 @@ the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,12 +23,15 @@ from typing import Any, Optional
 
 import yaml
 
+from fastrecur_kernels.reference import CORRUPTION_STRATEGIES
+
+from .compat.configs import from_upstream_dir
 from .errors import ConfigError
 from .model import ModelConfig
+from .yaml_loading import load_yaml, read_yaml_mapping
 
 EMBEDDED_CONFIGS = ("paper", "tiny")
 PADDING_MODES = ("trim", "faithful")
-CORRUPTION_STRATEGIES = ("last", "previous", "random")
 EVAL_POLICIES = ("depth+2", "fixed", "fixed-point")
 BACKENDS = ("auto", "reference", "triton")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -59,7 +61,7 @@ class DataSettings:
 
 @dataclass
 class CorruptionSettings:
-    """Error correction (SPEC §5): corrupt VALUE slots of teacher inputs on some steps."""
+    """Error correction (docs/method.md §5): corrupt VALUE slots of teacher inputs on some steps."""
 
     enable: bool = True
     step_prob: float = 0.05  # per-step coin (authors: corruption_prob)
@@ -204,11 +206,11 @@ def load_config(name_or_path: str, overrides: Optional[list[str]] = None) -> Run
     """Load an embedded config, a YAML file or an authors' config directory, then apply overrides."""
     if name_or_path in EMBEDDED_CONFIGS:
         text = resources.files("fastrecur.configs").joinpath(f"{name_or_path}.yaml").read_text()
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     elif os.path.isdir(name_or_path):
         raw = from_upstream_dir(name_or_path)
     elif os.path.isfile(name_or_path):
-        raw = _read_yaml(name_or_path)
+        raw = read_yaml_mapping(name_or_path)
     else:
         raise ConfigError(
             f"config {name_or_path!r} not found: give an embedded name ({', '.join(EMBEDDED_CONFIGS)}), "
@@ -220,7 +222,7 @@ def load_config(name_or_path: str, overrides: Optional[list[str]] = None) -> Run
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Apply ``section.key[.sub]=value`` to the raw config dict (value parsed as YAML)."""
+    """Apply ``section.key[.sub]=value`` to the raw config dict (value parsed as YAML, so ``1e-3`` is a number)."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} is invalid: use section.key=value, e.g. train.steps=100")
     path, value = item.split("=", 1)
@@ -231,109 +233,12 @@ def apply_override(raw: dict, item: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override {item!r}: {key!r} is not a section")
     try:
-        node[keys[-1]] = yaml.safe_load(value)
+        node[keys[-1]] = load_yaml(value)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: value is not valid YAML") from exc
 
 
-# --- the authors' configuration files -------------------------------------------------------------
-
-
-def from_upstream_dir(folder: str) -> dict:
-    """Translate the authors' ``model_config.yaml`` / ``train_config.yaml`` / ``data_config.yaml``."""
-    from .compat.checkpoints import model_config_from_upstream
-
-    paths = {name: os.path.join(folder, f"{name}_config.yaml") for name in ("model", "train", "data")}
-    missing = [p for p in paths.values() if not os.path.isfile(p)]
-    if missing:
-        raise ConfigError(f"{folder}: the authors' config layout needs {', '.join(os.path.basename(p) for p in missing)}")
-    model_raw, train_raw = _read_yaml(paths["model"]), _read_yaml(paths["train"])
-    data = data_from_upstream(paths["data"])
-    vocab_sizes = data.pop("_vocab_sizes")
-    model = model_config_from_upstream(model_raw, vocab_sizes).to_dict()
-    train = train_from_upstream(train_raw, num_train_samples=data.pop("_num_train_samples"))
-    return {"name": os.path.basename(os.path.abspath(folder)), "data": data, "model": model, "train": train}
-
-
-def data_from_upstream(path: str) -> dict:
-    """The ``data`` section for an authors' ``data_config.yaml``: their files if present, else the stream."""
-    from .data.upstream_config import read_data_config
-
-    parsed = read_data_config(path)
-    splits = {split.key: split for split in parsed.splits}
-    train = splits["dag_config"]
-    out = {"source": "stream", "train": _dag_dict(train.config), "_num_train_samples": train.num_samples}
-    out["_vocab_sizes"] = parsed.vocab.sizes
-    val = splits.get("val_dag_config")
-    if val is not None:
-        out["val"] = _dag_dict(val.config)
-        out["val_samples"] = val.num_samples
-    data_dir = os.path.join(os.path.dirname(os.path.abspath(path)), parsed.data_dir)
-    train_file = os.path.join(data_dir, train.file_name)
-    if os.path.isfile(train_file):
-        out.update(source="files", train_file=train_file)
-        if val is not None and os.path.isfile(os.path.join(data_dir, val.file_name)):
-            out["val_file"] = os.path.join(data_dir, val.file_name)
-    return out
-
-
-def _dag_dict(config) -> dict:
-    d = dataclasses.asdict(config)
-    d["func_vocab"] = list(d["func_vocab"])
-    return d
-
-
-def train_from_upstream(t: dict, num_train_samples: int) -> dict:
-    if not t.get("use_fast_batch_forward", True):
-        raise ConfigError("train_config use_fast_batch_forward=false (the sequential path) is not implemented by fastrecur")
-    if t.get("nointerm", False):
-        raise ConfigError("train_config nointerm=true (BPTT training) is not implemented by fastrecur's trainer")
-    optimizer = t.get("optimizer", "AdamW")
-    if optimizer != "AdamW":
-        raise ConfigError(f"train_config optimizer={optimizer!r} is not supported: fastrecur trains with AdamW")
-    opt = t.get("AdamW_optimizer_config", {})
-    batch_size = int(t.get("batch_size", 32))
-    steps_per_epoch = math.ceil(num_train_samples / batch_size)
-    rec = t.get("recorrection_args", {}) or {}
-    out = {
-        "batch_size": batch_size,
-        "steps": int(t.get("max_epochs", 100)) * steps_per_epoch,
-        "lr": float(opt.get("lr", t.get("learning_rate", 1e-3))),
-        "betas": list(opt.get("betas", [0.9, 0.999])),
-        "eps": float(opt.get("eps", 1e-8)),
-        "weight_decay": float(opt.get("weight_decay", 0.01)),
-        "compile": bool(t.get("compile", False)),
-        "corruption": {
-            "enable": bool(rec.get("enable", False)),
-            "step_prob": float(rec.get("corruption_prob", 0.05)),
-            "token_prob": float(rec.get("tokenwise_corruption_prob", 0.5)),
-            "strategy": rec.get("corruption_strategy", "last"),
-        },
-        "padding": "faithful",
-    }
-    scheduler = t.get("lr_scheduler", "none") or "none"
-    if scheduler == "cosine":
-        c = t.get("cosine_scheduler_config", {})
-        out.update(schedule="cosine", warmup_steps=int(c.get("warmup_steps", 0)), min_lr=float(c.get("min_lr", 1e-5)))
-    elif scheduler not in ("none", None):
-        raise ConfigError(f"train_config lr_scheduler={scheduler!r} is not supported: none or cosine")
-    if t.get("seed") is not None:
-        out["seed"] = int(t["seed"])
-    return out
-
-
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _read_yaml(path: str) -> dict:
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
 
 
 def _check_keys(where: str, d: dict, allowed) -> None:

@@ -1,6 +1,6 @@
 """CUDA-graph replay of a state → state step, for rollouts whose shapes keep changing.
 
-An evaluation iteration does little GPU work (≈0.2 ms at the paper's shapes, PERF.md §6.4) but
+An evaluation iteration does little GPU work (≈0.2 ms at the paper's shapes, docs/performance.md §3) but
 launches dozens of kernels, so it is launch-bound unless captured. Rollouts trim trailing pads and
 drop finished samples, so shapes vary; ``BucketedGraphStep`` rounds them up to a few buckets —
 rows to a power of two, width to a multiple of ``width_multiple`` — pads the input with pad tokens,

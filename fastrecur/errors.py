@@ -19,3 +19,12 @@ class DataFormatError(FastrecurError, ValueError):
 
 class CheckpointMismatchError(FastrecurError, ValueError):
     """A checkpoint that does not fit the model: lists every missing, unexpected or misshaped name."""
+
+
+class UnsafeFileError(FastrecurError, ValueError):
+    """A file that names code outside the allow-list (e.g. a pickled ``os.system``): refused before
+    anything from it ran."""
+
+
+class TrainingDiverged(FastrecurError):
+    """A loss or gradient became NaN or infinite: the run stopped, its last checkpoint left as it was."""

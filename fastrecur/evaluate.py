@@ -1,4 +1,4 @@
-"""Closed-loop evaluation (SPEC §6): roll the model out from the input and score the final state.
+"""Closed-loop evaluation (docs/method.md §6): roll the model out from the input and score the final state.
 
 Iteration policies — the count always comes from the *input* tokens, never from labels:
 
@@ -9,7 +9,7 @@ Iteration policies — the count always comes from the *input* tokens, never fro
   (argmax decoding is deterministic, so the state could never change again), capped at
   ``max_iters``. Finished samples leave the batch, so their compute is saved.
 
-Metrics (factors 0–3 only, pad positions count as correct, SPEC §6.3):
+Metrics (factors 0–3 only, pad positions count as correct, docs/method.md §6.3):
 
 * ``fully_solved`` — the headline "% completely solved": the final state equals the solved label
   at every position;
@@ -24,19 +24,22 @@ Metrics (factors 0–3 only, pad positions count as correct, SPEC §6.3):
 from __future__ import annotations
 
 import math
+import os
+from functools import lru_cache
 from typing import Optional
 
 import torch
 
-from .backends import ReferenceBackend
+from .backends import Backend, ReferenceBackend
+from .compat import load_upstream_dataset
 from .config import EvalSettings, RunConfig
 from .cudagraphs import BucketedGraphStep
-from .data import SYN_PAD, SYNTAX, VALUE, GraphDataset, Vocab, input_depth, teacher_states
+from .data import SCORED_FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, Vocab, generate_dataset, input_depth, teacher_states
 from .errors import ConfigError
 from .model import RecurrentTransformer
 from .profiling import nvtx_range
 
-NUM_SCORED_FACTORS = 4  # SYNTAX, VARIABLE, OPERATION, VALUE
+NUM_SCORED_FACTORS = len(SCORED_FACTORS)  # factors 0 … 3
 
 
 def iteration_budget(settings: EvalSettings, max_input_depth: int) -> int:
@@ -49,11 +52,14 @@ def iteration_budget(settings: EvalSettings, max_input_depth: int) -> int:
 
 
 class Evaluator:
-    def __init__(self, model: RecurrentTransformer, settings: EvalSettings, device: torch.device, backend=None):
+    """Evaluates ``model`` with ``backend`` (default: reference), which it binds to the model."""
+
+    def __init__(self, model: RecurrentTransformer, settings: EvalSettings, device: torch.device, backend: Optional[Backend] = None):
         self.model = model
         self.settings = settings
         self.device = device
         self.backend = backend or ReferenceBackend()
+        self.backend.bind(model)
 
     @torch.no_grad()
     def evaluate(self, dataset: GraphDataset, progress=None) -> dict:
@@ -202,12 +208,7 @@ class _Accumulator:
 
 def validation_dataset(cfg: RunConfig, vocab: Vocab) -> Optional[GraphDataset]:
     """The in-training validation set: ``data.val_file`` or ``data.val_samples`` graphs from ``data.val``."""
-    from .compat import load_upstream_dataset
-    from .data import DagConfig
-
     if cfg.data.val_file:
-        import os
-
         vocab_file = cfg.data.vocab_file or os.path.join(os.path.dirname(os.path.abspath(cfg.data.val_file)), "vocab.json")
         return load_upstream_dataset(cfg.data.val_file, vocab_file)
     if not cfg.data.val:
@@ -215,16 +216,9 @@ def validation_dataset(cfg: RunConfig, vocab: Vocab) -> Optional[GraphDataset]:
     return _cached_generate(DagConfig(**cfg.data.val), cfg.data.val_samples, cfg.train.seed + 99_991)
 
 
-_GENERATED: dict = {}
-
-
-def _cached_generate(config, num_samples: int, seed: int) -> GraphDataset:
-    from .data import generate_dataset
-
-    key = (config, num_samples, seed)
-    if key not in _GENERATED:
-        _GENERATED[key] = generate_dataset(config, num_samples, seed)
-    return _GENERATED[key]
+@lru_cache(maxsize=2)  # the validation set of the current run (and one more), not every set ever made
+def _cached_generate(config: DagConfig, num_samples: int, seed: int) -> GraphDataset:
+    return generate_dataset(config, num_samples, seed)
 
 
 def percent(x: float) -> str:

@@ -1,32 +1,53 @@
 """The recurrent block: factored embedding → pre-LN Transformer with DeBERTa-style relative
-attention → six per-factor heads (SPEC §2).
+attention → six per-factor heads (docs/method.md §2).
 
 One forward pass is *one* iteration of the recurrence; the discrete bottleneck that feeds the
 decoded tokens back in lives in ``fastrecur.recurrence``.
 
-Module and parameter names mirror the authors' model (SPEC Appendix A), so their checkpoints map
-one-to-one onto ours (``fastrecur.compat``). Initialization is PyTorch's default (SPEC §2.5).
+Module and parameter names mirror the authors' model (docs/method.md §7), so their checkpoints map
+one-to-one onto ours (``fastrecur.compat``). Initialization is PyTorch's default (docs/method.md §2.5).
 
-The attention computation itself is pluggable (``RecurrentTransformer.set_attention``): the
-plain-PyTorch oracle ``fastrecur.attention.relpos_attention_reference`` by default, or a fused
-kernel with the same signature. The model never imports kernels.
+The attention computation itself is pluggable (``AttentionFn``; a backend's ``bind`` sets it): the
+plain-PyTorch ``relpos_attention_reference`` by default, or a fused kernel with the same signature.
+The model imports only the kernel library's torch-only reference module, never a Triton kernel.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionFn, relpos_attention_reference
+from fastrecur_kernels.reference import relpos_attention_reference
+
 from .errors import ConfigError
 from .profiling import nvtx_range
 
 DEFAULT_VOCAB_SIZES = (7, 129, 2, 25, 2, 2)  # SYNTAX, VARIABLE, OPERATION, VALUE, REGRET, MODIFICATION
+
+
+class AttentionFn(Protocol):
+    """``attn(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p) -> o``: q, k, v
+    ``[B, H, L, d]``, the projected position tables ``[W, H, d]`` (or None for a switched-off term),
+    ``o`` ``[B, H, L, d]`` (``fastrecur_kernels.reference`` defines the math)."""
+
+    def __call__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        pos_k: Optional[torch.Tensor],
+        pos_q: Optional[torch.Tensor],
+        *,
+        window: int,
+        shift: int,
+        causal: bool,
+        dropout_p: float,
+    ) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -109,7 +130,7 @@ def _layer_norm(cfg: ModelConfig, size: int) -> nn.Module:
 
 
 class FactoredEmbedding(nn.Module):
-    """``x = E_SYN[s] + E_VAR[v] + E_OP[o] + E_VAL[a] + E_REG[r] + E_MOD[m]`` (SPEC §2.1)."""
+    """``x = E_SYN[s] + E_VAR[v] + E_OP[o] + E_VAL[a] + E_REG[r] + E_MOD[m]`` (docs/method.md §2.1)."""
 
     def __init__(self, vocab_sizes: tuple[int, ...], dim: int):
         super().__init__()
@@ -140,7 +161,7 @@ class RelativePositionTable(nn.Module):
 
 
 class RelativePositionAttention(nn.Module):
-    """Multi-head causal self-attention with c2p and p2c relative-position terms (SPEC §2.3)."""
+    """Multi-head causal self-attention with c2p and p2c relative-position terms (docs/method.md §2.3)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -212,7 +233,7 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Input dropout → blocks → final LayerNorm (SPEC §2.2). Applied once per iteration."""
+    """Input dropout → blocks → final LayerNorm (docs/method.md §2.2). Applied once per iteration."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

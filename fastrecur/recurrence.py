@@ -1,11 +1,11 @@
-"""The recurrence around the block: the discrete bottleneck and closed-loop rollouts (SPEC §3).
+"""The recurrence around the block: the discrete bottleneck and closed-loop rollouts (docs/method.md §3).
 
 One discrete iteration: embed the state ``s_t`` → encoder → six logit tensors → decode every factor
 at every position (argmax, or a Gumbel-max sample) → ``s_{t+1}``. REGRET and MODIFICATION are
 reset to FALSE after each step: their heads are never trained (loss weight 0), so feeding back
-their raw argmax would inject untrained embedding rows (SPEC §11.6).
+their raw argmax would inject untrained embedding rows (docs/method.md §8.1).
 
-The continuous "nointerm" variant (SPEC §3.2) skips the bottleneck: ``h_{t+1} = Encoder(h_t)``.
+The continuous "nointerm" variant (docs/method.md §3.2) skips the bottleneck: ``h_{t+1} = Encoder(h_t)``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Optional
 
 import torch
 
-from .model import RecurrentTransformer
+from fastrecur_kernels.reference import decode_reference, gumbel_noise, reset_factors_reference
 
-# Factors whose heads carry no loss and which are reset to FALSE (index 0) after every step.
-DEAD_FACTORS = (4, 5)  # REGRET, MODIFICATION
-FALSE = 0
+from .data.vocab import RESET_FACTORS
+from .model import RecurrentTransformer
 
 
 def decode(
@@ -31,26 +30,19 @@ def decode(
     For ``temperature > 0`` this is the authors' ``gumbel_softmax(hard=True)`` followed by argmax,
     which equals ``argmax(logits + g)`` with Gumbel noise ``g``: the temperature rescales
     ``logits + g`` and cannot move the argmax, so every ``τ > 0`` samples from ``softmax(logits)``
-    itself (SPEC §3.1). Returns int64 ``[..., num_factors]``.
+    itself (docs/method.md §3.1). Returns int64 ``[..., num_factors]``.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    picks = []
-    for lg in logits:
-        if temperature > 0:
-            u = torch.rand(lg.shape, generator=generator, device=lg.device, dtype=torch.float32)
-            # Clamp away from 0 so −log(−log u) stays finite.
-            gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(torch.float32).tiny)))
-            lg = lg.float() + gumbel
-        picks.append(lg.argmax(dim=-1))
-    return torch.stack(picks, dim=-1)
+    noise = None
+    if temperature > 0:
+        noise = [gumbel_noise(lg.shape, device=lg.device, generator=generator) for lg in logits]
+    return decode_reference(logits, reset_factors=(), noise=noise)
 
 
 def reset_dead_factors(tokens: torch.Tensor) -> torch.Tensor:
     """Set REGRET and MODIFICATION to FALSE (returns a new tensor)."""
-    tokens = tokens.clone()
-    tokens[..., list(DEAD_FACTORS)] = FALSE
-    return tokens
+    return reset_factors_reference(tokens, RESET_FACTORS)
 
 
 @torch.no_grad()
@@ -67,7 +59,7 @@ def rollout(
     """Run ``num_loops`` closed-loop discrete iterations from ``tokens`` ``[B, L, 6]``.
 
     Each iteration feeds back the decoded state (argmax by default), with REGRET/MODIFICATION
-    reset to FALSE unless ``reset=False`` (the authors' offline evaluator does not reset; §11.6).
+    reset to FALSE unless ``reset=False`` (the authors' offline evaluator does not reset; docs/method.md §8.1).
     Returns the final state ``[B, L, 6]``, or with ``return_all`` a list of the ``num_loops + 1``
     states ``[s_0, …, s_T]``. The caller chooses train/eval mode (eval: no dropout).
     """

@@ -1,4 +1,4 @@
-"""Out-of-distribution sweep: "% completely solved" against graph size (SPEC §6.1–6.3).
+"""Out-of-distribution sweep: "% completely solved" against graph size (docs/method.md §6.1–6.3).
 
 For each size ``n`` the evaluation set is either read from ``sweep.data_dir`` (files named
 ``testdata_N{n}.pt`` as the authors' generator writes them, plus ``vocab.json``) or generated

@@ -1,4 +1,4 @@
-"""Training with algorithmic supervision and error correction (SPEC §4–§5).
+"""Training with algorithmic supervision and error correction (docs/method.md §4–§5).
 
 One step, for a batch of B graphs of maximum depth D:
 
@@ -10,10 +10,16 @@ One step, for a batch of B graphs of maximum depth D:
 Padding: ``trim`` (default) drops trailing all-pad columns (to a multiple of ``length_multiple``) and
 averages over real tokens; ``faithful`` runs the full padded length with pads in the mean, exactly
 the authors' step. Trimming cannot change the outputs at real positions: attention is causal and pads
-come last (SPEC §2.2).
+come last (docs/method.md §2.2).
 
-Checkpoints hold model, optimizer, scheduler, RNG states, step and config; they are written
-atomically, and ``--resume`` continues a run so that its losses equal those of an uninterrupted run.
+Checkpoints hold model, optimizer, scheduler, RNG states, step and config (``fastrecur.checkpoint``);
+they are written atomically, and ``--resume`` continues a run so that its losses equal those of an
+uninterrupted run.
+
+A loss or gradient that becomes NaN or infinite stops the run (``TrainingDiverged``: one line with
+the step and the losses concerned) without overwriting the last checkpoint. Finiteness is recorded
+on the device every step and read on the host only when the metrics are logged and before every
+save, so a step never waits for the GPU because of it.
 """
 
 from __future__ import annotations
@@ -28,26 +34,16 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from .backends import resolve_backend
-from .batches import training_batches, training_vocab
+from .backends import resolve_backend, resolve_device
+from .batches import load_training_file, training_batches, training_vocab
+from .checkpoint import CHECKPOINT_NAME, global_rng_state, load_checkpoint, restore_global_rng_state, save_checkpoint
 from .config import RunConfig
-from .data import SYN_PAD, SYNTAX, GraphDataset
-from .errors import ConfigError, FastrecurError
-from .io import atomic_torch_save
+from .data import FACTORS, SYN_PAD, SYNTAX, VALUE, GraphDataset
+from .errors import ConfigError, TrainingDiverged
 from .model import RecurrentTransformer
 from .profiling import nvtx_range
 from .runlog import RunLogger
 from .train_metrics import TrainMetrics
-
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but no CUDA device is available: use auto or cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -107,7 +103,7 @@ class Trainer:
             )
         self.model = RecurrentTransformer(cfg.model).to(self.device)
         self.backend = resolve_backend(self.tcfg.backend, self.device)
-        self.model.set_attention(self.backend.attention)
+        self.backend.bind(self.model)
         self.train_model = self._wrap(self.model)
 
         self.optimizer = torch.optim.AdamW(
@@ -126,6 +122,7 @@ class Trainer:
         self.step_coin_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 17)
         self.corruption_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 31 + 1_000_003 * self.rank)
         self.loss_weights = tuple(float(w) for w in self.tcfg.loss_weights)
+        self.watch = NonFiniteWatch(self.device)
         self.state = TrainState()
         self.out_dir = self.tcfg.out_dir
         if resume:
@@ -196,7 +193,7 @@ class Trainer:
                     corrupt=corrupt,
                     strategy=c.strategy,
                     token_prob=c.token_prob,
-                    value_vocab_size=self.vocab.sizes[3],
+                    value_vocab_size=self.vocab.sizes[VALUE],
                     generator=self.corruption_rng,
                 )
             K, B, L, F = tb.inputs.shape
@@ -248,6 +245,7 @@ class Trainer:
                 self.state.tokens_seen += out["positions"]
                 interval_positions += out["positions"]
                 metrics.update(out["loss"], out["per_factor"], out["correct"], sb.token_mask, sb.depth, out["corrupted"])
+                self.watch.update(self.state.step, out["loss"], out["per_factor"], out["grad_norm"])
                 if progress is not None:
                     progress.update(1)
 
@@ -263,6 +261,7 @@ class Trainer:
                     if out["grad_norm"] is not None:
                         record["grad_norm"] = float(out["grad_norm"])
                     self._log(record, logger, on_log, progress)
+                    self.stop_if_diverged()
                     interval_start, interval_positions = time.perf_counter(), 0
                 if tcfg.eval_every and step % tcfg.eval_every == 0 and step < tcfg.steps:
                     self._log({"step": step, **self.validate()}, logger, on_log, progress)
@@ -275,7 +274,7 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             self.state.train_time_s += time.perf_counter() - start_wall
-            self.save_checkpoint()
+            self.save_checkpoint(collective=False)  # the other processes may not be interrupted
             if self.is_main:
                 print(f"\ninterrupted at step {self.state.step}; checkpoint saved to {self.checkpoint_path}")
             raise
@@ -291,7 +290,23 @@ class Trainer:
         """Metrics are sized for the deepest graph the training data can hold."""
         if self.cfg.data.source == "stream":
             return int(self.cfg.data.train.get("max_depth", 6)) + 1
-        return training_max_depth(self.cfg.data) + 1
+        return int(load_training_file(self.cfg.data).depth.max()) + 1
+
+    def stop_if_diverged(self, check_weights: bool = False, collective: bool = True) -> None:
+        """Raise ``TrainingDiverged`` if a loss or gradient norm was not finite (or, with
+        ``check_weights``, if a weight is not). One host sync; with several processes they agree
+        first (``collective``), so all stop at the same step."""
+        problem = self.watch.problem()
+        if problem is None and check_weights and not weights_finite(self.model):
+            problem = f"a weight is not finite after step {self.state.step} (a non-finite gradient)"
+        if self.dist is not None and collective:
+            (anyone,) = self.dist.all_max(int(problem is not None))
+            if anyone and problem is None:
+                problem = f"another process saw a non-finite loss or gradient by step {self.state.step}"
+        if problem is not None:
+            raise TrainingDiverged(
+                f"training diverged: {problem}; the run stopped, and the last checkpoint ({self.checkpoint_path}) was left as it was"
+            )
 
     def _progress_bar(self):
         if not self.show_progress:
@@ -330,7 +345,6 @@ class Trainer:
 
     def checkpoint(self) -> dict:
         return {
-            "format": "fastrecur-checkpoint-v1",
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -339,20 +353,20 @@ class Trainer:
             "tokens_seen": self.state.tokens_seen,
             "train_time_s": self.state.train_time_s,
             "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                **global_rng_state(),
                 "step_coin": self.step_coin_rng.get_state(),
                 "corruption": self.corruption_rng.get_state(),
             },
             "world_size": self.dist.world_size if self.dist is not None else 1,
         }
 
-    def save_checkpoint(self, path: Optional[str] = None) -> None:
+    def save_checkpoint(self, path: Optional[str] = None, collective: bool = True) -> None:
+        """Write the checkpoint (rank 0), unless training has diverged: then nothing is written and
+        ``TrainingDiverged`` is raised, so the last good checkpoint stays."""
+        self.stop_if_diverged(check_weights=True, collective=collective)
         if not self.is_main:
             return
-        atomic_torch_save(self.checkpoint(), path or self.checkpoint_path)
+        save_checkpoint(self.checkpoint(), path or self.checkpoint_path)
 
     def load_checkpoint(self, path: str) -> None:
         ckpt = load_checkpoint(path)
@@ -365,11 +379,7 @@ class Trainer:
         rng = ckpt["rng"]
         self.step_coin_rng.set_state(rng["step_coin"])
         if self.rank == 0 and ckpt.get("world_size", 1) == (self.dist.world_size if self.dist else 1):
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+            restore_global_rng_state(rng)
             self.corruption_rng.set_state(rng["corruption"])
         else:
             # Only rank 0's generators are saved: other ranks (or a new world size) continue from
@@ -379,31 +389,35 @@ class Trainer:
             self.corruption_rng.manual_seed(seed * 7919 + 31)
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a fastrecur training checkpoint (CPU), with a clear error if it is not one."""
-    if not os.path.isfile(path):
-        raise FastrecurError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise FastrecurError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "fastrecur-checkpoint-v1":
-        raise FastrecurError(
-            f"{path}: not a fastrecur training checkpoint (for the authors' checkpoints use fastrecur.compat.load_upstream_checkpoint)"
-        )
-    return ckpt
+class NonFiniteWatch:
+    """Remembers, on the device, the first step whose loss or gradient norm was not finite.
+
+    ``update`` only launches a few tiny device ops (no host sync); ``problem`` reads the record once.
+    """
+
+    def __init__(self, device: torch.device):
+        self.first_step = torch.zeros((), dtype=torch.int64, device=device)  # 0: nothing yet
+        self.bad_losses = torch.zeros(1 + len(FACTORS), dtype=torch.bool, device=device)  # total, per factor
+        self.bad_grad = torch.zeros((), dtype=torch.bool, device=device)
+
+    @torch.no_grad()
+    def update(self, step: int, loss: torch.Tensor, per_factor: torch.Tensor, grad_norm: Optional[torch.Tensor]) -> None:
+        bad_losses = ~torch.isfinite(torch.cat([loss.detach().float().reshape(1), per_factor.float()]))
+        bad_grad = ~torch.isfinite(grad_norm) if grad_norm is not None else torch.zeros_like(self.bad_grad)
+        first = (self.first_step == 0) & (bad_losses[0] | bad_grad)
+        self.first_step = torch.where(first, step, self.first_step)
+        self.bad_losses = torch.where(first, bad_losses, self.bad_losses)
+        self.bad_grad = torch.where(first, bad_grad, self.bad_grad)
+
+    def problem(self) -> Optional[str]:
+        """None, or what was not finite at which step ("at step 12 the loss, loss/value became …")."""
+        first_step, *flags = torch.cat([self.first_step.reshape(1), self.bad_losses, self.bad_grad.reshape(1)]).tolist()
+        if first_step == 0:
+            return None
+        names = ["loss"] + [f"loss/{name.lower()}" for name in FACTORS] + ["gradient norm"]
+        return f"at step {first_step} the {', '.join(n for n, bad in zip(names, flags) if bad)} became NaN or infinite"
 
 
-def model_from_checkpoint(path: str, device: torch.device = torch.device("cpu")) -> tuple[RecurrentTransformer, RunConfig]:
-    """The trained model (eval mode) and the run config stored in a fastrecur checkpoint."""
-    ckpt = load_checkpoint(path)
-    cfg = RunConfig.from_dict(ckpt["config"])
-    model = RecurrentTransformer(cfg.model)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg
-
-
-def training_max_depth(data_settings) -> int:
-    from .batches import load_training_file
-
-    return int(load_training_file(data_settings).depth.max())
+def weights_finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter is finite (one host sync)."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())

@@ -1,4 +1,4 @@
-"""Per-iteration training metrics (SPEC §4.6), accumulated on the device.
+"""Per-iteration training metrics (docs/method.md §4.6), accumulated on the device.
 
 ``update`` only launches device ops (no ``.item()``), so a training step never waits for the GPU
 because of logging; ``summary`` moves everything to the host once per logging interval.
@@ -19,8 +19,9 @@ from typing import Optional
 
 import torch
 
-FACTOR_NAMES = ("syntax", "variable", "operation", "value", "regret", "modification")
-VALUE = 3
+from .data.vocab import FACTORS, SCORED_FACTORS, VALUE
+
+FACTOR_NAMES = tuple(name.lower() for name in FACTORS)  # as they appear in metric names
 
 
 class TrainMetrics:
@@ -31,12 +32,12 @@ class TrainMetrics:
 
     def reset(self) -> None:
         z = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=self.device)  # noqa: E731
-        K = self.max_iters
+        K, F = self.max_iters, len(FACTORS)
         self.steps = 0
         self.loss = z()
-        self.loss_per_factor = z(6)
-        self.token_correct, self.token_count = z(K, 6), z(K)
-        self.seq_correct, self.seq_count = z(K, 6), z(K)
+        self.loss_per_factor = z(F)
+        self.token_correct, self.token_count = z(K, F), z(K)
+        self.seq_correct, self.seq_count = z(K, F), z(K)
         self.new_correct, self.new_count = z(K), z(K)
         self.solved_correct, self.solved_count = z(K), z(K)
         self.recorrected_correct, self.recorrected_count = z(), z()
@@ -95,7 +96,8 @@ class TrainMetrics:
         for k in range(self.max_iters):
             if host["token_count"][k] == 0:
                 continue
-            for f, name in enumerate(FACTOR_NAMES[:4]):
+            for f in SCORED_FACTORS:
+                name = FACTOR_NAMES[f]
                 out[f"acc/{name}/k{k}"] = ratio(host["token_correct"][k, f].item(), host["token_count"][k].item())
                 out[f"seq_acc/{name}/k{k}"] = ratio(host["seq_correct"][k, f].item(), host["seq_count"][k].item())
             out[f"value_new/k{k}"] = ratio(host["new_correct"][k].item(), host["new_count"][k].item())

@@ -1,11 +1,10 @@
-"""Small helpers shared by the kernel modules (seeds, factor layout, argument checks)."""
+"""Small helpers shared by the kernel modules (seeds, vocabulary offsets, argument checks)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-
 
 
 def resolve_seed(seed: int | None) -> int:

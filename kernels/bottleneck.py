@@ -1,20 +1,22 @@
-"""The discrete bottleneck between recurrence iterations (SPEC §2.1, §2.4, §3.1), inference path.
+"""The discrete bottleneck between recurrence iterations (docs/method.md §2.1, §2.4, §3.1), inference path.
 
 One iteration ends with six small affine heads on the final hidden state ``z``, a per-factor
 decode (argmax, or a Gumbel-max sample), and the re-embedding of the decoded tokens as the next
-iteration's input. This module fuses the three steps into one kernel:
+iteration's input. This module fuses the steps into one kernel:
 
     logits = z @ W.T + b                  W = torch.cat(six head weights)  [ΣV, D], b [ΣV]
     tok_f  = argmax_{v < V_f} logits[off_f + v] (+ Gumbel noise g when sampling)
     x      = Σ_f E[off_f + tok_f]         E = torch.cat(six embedding tables)  [ΣV, D]
 
 Logits never reach memory: per token the kernel reads ``z`` (D values), writes six int64 tokens
-and the next embedding (D values). ``W`` and ``E`` are tiny (≈64k rows×cols) and stay in L2.
+and, when given the embedding table, the next embedding (D values); without it the re-embedding is
+skipped (fastrecur's evaluator feeds the tokens back through the model, which embeds them itself).
+``W`` and ``E`` are tiny (≈64k rows×cols) and stay in L2.
 
 **Sampling.** For ``tau > 0`` the authors call ``gumbel_softmax(logits, tau, hard=True)`` and take
 the argmax. ``gumbel_softmax`` adds the noise *before* dividing by ``tau``, so the argmax is
 ``argmax(logits + g)`` with ``g = −log(−log u)``, ``u ~ U(0, 1)`` — the Gumbel-max trick, an exact
-sample of ``softmax(logits)`` whatever ``tau > 0`` is (SPEC §3.1). ``tau`` therefore only selects
+sample of ``softmax(logits)`` whatever ``tau > 0`` is (docs/method.md §3.1). ``tau`` therefore only selects
 argmax (``tau == 0``) versus sampling (``tau > 0``); the same seed gives the same tokens for every
 positive ``tau``.
 
@@ -24,22 +26,24 @@ column), not on block sizes or on the GPU, and nothing is stored.
 
 **Ties** are broken like ``torch.argmax``: the first maximal index wins.
 
-Kernel, launcher and plain-PyTorch reference (``bottleneck_reference``) are side by side below.
+Below: the kernel and its launcher ``bottleneck_forward``. The public entry point is the custom op
+``fastrecur_kernels.ops.bottleneck``; the plain-PyTorch math it is tested against is
+``fastrecur_kernels.reference.bottleneck_reference``.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import triton
 import triton.language as tl
 
 from ._common import check_vocab_sizes, factor_starts, resolve_seed
+from .interpreter import interpreted
 
-# Default factors reset to index 0 (FALSE) before re-embedding: REGRET and MODIFICATION (SPEC §5.3).
-DEFAULT_RESET_FACTORS = (4, 5)
+# Decided when the module is imported, like the @triton.jit decorators below.
+INTERPRETED = interpreted()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -52,9 +56,9 @@ def _bottleneck_kernel(
     z_ptr,  # [T, D] hidden states, row stride stride_z
     w_ptr,  # [V, D] concatenated head weights (same dtype as z), contiguous
     b_ptr,  # [V] concatenated head biases
-    emb_ptr,  # [V, D] concatenated embedding tables, contiguous
+    emb_ptr,  # [V, D] concatenated embedding tables, contiguous; unused without EMBED
     tokens_ptr,  # [T, F] int64 out
-    out_ptr,  # [T, D] out, dtype of emb
+    out_ptr,  # [T, D] out, dtype of emb; unused without EMBED
     T,
     D,
     V,
@@ -66,6 +70,7 @@ def _bottleneck_kernel(
     F_PAD: tl.constexpr,  # next power of two >= NUM_FACTORS
     RESET_MASK: tl.constexpr,  # bit f set: factor f is forced to token 0
     SAMPLE: tl.constexpr,  # Gumbel-max sampling instead of argmax
+    EMBED: tl.constexpr,  # also write the re-embedding of the decoded tokens
     DOT_PRECISION: tl.constexpr,  # "ieee" for fp32 inputs (no TF32 rounding of the logits)
     DOT_UPCAST: tl.constexpr,  # widen GEMM operands to fp32 (only for the interpreter, see below)
     BLOCK_T: tl.constexpr,
@@ -130,19 +135,20 @@ def _bottleneck_kernel(
     )
 
     # ---- re-embedding: x = E[row_0] + E[row_1] + ... in factor order, fp32 accumulation -------------
-    for d0 in range(0, D, BLOCK_D):
-        ds = d0 + tl.arange(0, BLOCK_D)
-        d_ok = ds < D
-        acc = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
-        for f in tl.static_range(NUM_FACTORS):
-            # Exactly one non-zero entry per row: the sum extracts column f without a gather.
-            e_row = tl.sum(tl.where(fcols[None, :] == f, rows_in_e, 0), axis=1)
-            acc += tl.load(emb_ptr + e_row[:, None] * D + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-        tl.store(
-            out_ptr + r[:, None] * D + ds[None, :],
-            acc.to(out_ptr.dtype.element_ty),
-            mask=row_ok[:, None] & d_ok[None, :],
-        )
+    if EMBED:
+        for d0 in range(0, D, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            d_ok = ds < D
+            acc = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
+            for f in tl.static_range(NUM_FACTORS):
+                # Exactly one non-zero entry per row: the sum extracts column f without a gather.
+                e_row = tl.sum(tl.where(fcols[None, :] == f, rows_in_e, 0), axis=1)
+                acc += tl.load(emb_ptr + e_row[:, None] * D + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+            tl.store(
+                out_ptr + r[:, None] * D + ds[None, :],
+                acc.to(out_ptr.dtype.element_ty),
+                mask=row_ok[:, None] & d_ok[None, :],
+            )
 
 
 # Launch configuration, chosen with ptxas register reports for sm_90 (no GPU timings yet).
@@ -174,45 +180,47 @@ def _interpreter_dot_upcast(dtype: torch.dtype) -> bool:
     ``numpy.matmul``, so a bf16 ``tl.dot`` returns garbage there. Widening is exact (bf16 ⊂ fp32)
     and gives the fp32-accumulated products the GPU's bf16 MMA computes; compiled kernels keep
     native bf16 operands."""
-    return dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1"
+    return dtype == torch.bfloat16 and INTERPRETED
 
 
 # --------------------------------------------------------------------------------------------------
-# Public function
+# Launcher
 # --------------------------------------------------------------------------------------------------
 
 
-def bottleneck(
+def bottleneck_forward(
     z: torch.Tensor,
     head_weight: torch.Tensor,
     head_bias: torch.Tensor,
-    embedding: torch.Tensor,
+    embedding: Optional[torch.Tensor],
     vocab_sizes: Sequence[int],
     *,
+    reset_factors: Sequence[int],
     tau: float = 0.0,
     seed: int | None = None,
-    reset_factors: Sequence[int] = DEFAULT_RESET_FACTORS,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode the heads' logits of ``z`` and re-embed the decoded tokens, without storing logits.
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Decode the heads' logits of ``z`` (and re-embed the decoded tokens), without storing logits.
 
     Args:
         z: ``[..., D]`` final hidden states (fp32, bf16 or fp16).
         head_weight: ``[ΣV, D]`` the six heads' weights concatenated in factor order
             (``torch.cat([h.weight for h in heads])``); cast to ``z.dtype`` for the GEMM.
         head_bias: ``[ΣV]`` the heads' biases concatenated likewise.
-        embedding: ``[ΣV, D]`` the six embedding tables concatenated in factor order.
+        embedding: ``[ΣV, D]`` the six embedding tables concatenated in factor order, or None to
+            skip the re-embedding.
         vocab_sizes: the factor vocabulary sizes, e.g. ``(7, 129, 2, 25, 2, 2)``; they sum to ΣV.
         tau: 0 decodes by argmax (ties: first maximal index); any ``tau > 0`` draws a Gumbel-max
             sample, an exact sample of ``softmax(logits)`` independent of ``tau`` (module docstring).
         seed: Philox key for sampling (used modulo 2**31); None draws one from torch's default
             CPU generator. Ignored when ``tau == 0``.
-        reset_factors: factors whose token is forced to 0 (FALSE) before re-embedding;
-            default ``(4, 5)`` = REGRET, MODIFICATION.
+        reset_factors: factors whose token is forced to 0 (FALSE) before re-embedding, e.g.
+            REGRET and MODIFICATION; the caller's factor layout decides which.
 
     Returns:
         ``tokens`` ``[..., F]`` int64 (index within each factor's vocabulary) and
         ``x`` ``[..., D]`` in ``embedding.dtype``: ``Σ_f embedding[off_f + tokens[..., f]]`` summed in
-        factor order in fp32. Not differentiable (the bottleneck is discrete).
+        factor order in fp32 (None without an embedding table). Not differentiable (the bottleneck
+        is discrete).
     """
     sizes = check_vocab_sizes(vocab_sizes)
     num_factors, vocab_total = len(sizes), sum(sizes)
@@ -223,9 +231,11 @@ def bottleneck(
         raise ValueError(f"head_weight must be [ΣV={vocab_total}, D={d_model}], got {tuple(head_weight.shape)}")
     if head_bias.shape != (vocab_total,):
         raise ValueError(f"head_bias must be [ΣV={vocab_total}], got {tuple(head_bias.shape)}")
-    if embedding.shape != (vocab_total, d_model):
+    if embedding is not None and embedding.shape != (vocab_total, d_model):
         raise ValueError(f"embedding must be [ΣV={vocab_total}, D={d_model}], got {tuple(embedding.shape)}")
     for name, t in (("z", z), ("head_weight", head_weight), ("head_bias", head_bias), ("embedding", embedding)):
+        if t is None:
+            continue
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
         if t.device != z.device:
@@ -244,9 +254,11 @@ def bottleneck(
         z2 = z2.contiguous()
     n_tokens = z2.shape[0]
     weight = head_weight.to(z.dtype).contiguous()
-    emb = embedding.contiguous()
+    embed = embedding is not None
     tokens = torch.empty((n_tokens, num_factors), dtype=torch.int64, device=z.device)
-    out = torch.empty((n_tokens, d_model), dtype=embedding.dtype, device=z.device)
+    # Without EMBED the kernel never touches emb_ptr / out_ptr: z2 stands in for both.
+    emb = embedding.contiguous() if embed else z2
+    out = torch.empty((n_tokens, d_model), dtype=embedding.dtype, device=z.device) if embed else z2
     if n_tokens > 0:
         sample = tau > 0
         params = _launch_params(vocab_total, num_factors, z.dtype)
@@ -259,51 +271,13 @@ def bottleneck(
             NUM_FACTORS=num_factors,
             RESET_MASK=sum(1 << f for f in set(reset)),
             SAMPLE=sample,
+            EMBED=embed,
             DOT_PRECISION="ieee" if z.dtype == torch.float32 else "tf32",
             DOT_UPCAST=_interpreter_dot_upcast(z.dtype),
             **params,
         )  # fmt: skip
-    return tokens.reshape(*lead_shape, num_factors), out.reshape(*lead_shape, d_model)
-
-
-# --------------------------------------------------------------------------------------------------
-# Plain-PyTorch reference of the same math
-# --------------------------------------------------------------------------------------------------
-
-
-def bottleneck_reference(
-    z: torch.Tensor,
-    head_weight: torch.Tensor,
-    head_bias: torch.Tensor,
-    embedding: torch.Tensor,
-    vocab_sizes: Sequence[int],
-    *,
-    noise: torch.Tensor | None = None,
-    reset_factors: Sequence[int] = DEFAULT_RESET_FACTORS,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager ``bottleneck``: logits in at least fp32 (fp64 stays fp64), per-factor argmax of
-    ``logits + noise`` (pass Gumbel noise ``−log(−log u)`` of shape ``[..., ΣV]`` to sample; None
-    = argmax), reset factors forced to 0, embeddings summed in factor order in at least fp32."""
-    compute = torch.promote_types(z.dtype, torch.float32)
-    logits = torch.nn.functional.linear(z.to(compute), head_weight.to(compute), head_bias.to(compute))
-    if noise is not None:
-        logits = logits + noise.to(compute)
-    tokens = torch.stack([chunk.argmax(dim=-1) for chunk in logits.split(list(vocab_sizes), dim=-1)], dim=-1)
-    for f in reset_factors:
-        tokens[..., f] = 0
-    acc_dtype = torch.promote_types(embedding.dtype, torch.float32)
-    start, x = 0, None
-    for f, size in enumerate(vocab_sizes):
-        rows = torch.nn.functional.embedding(tokens[..., f], embedding[start : start + size].to(acc_dtype))
-        x = rows if x is None else x + rows
-        start += size
-    return tokens, x.to(embedding.dtype)
-
-
-def gumbel_noise_reference(shape, *, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Gumbel(0, 1) noise ``−log(−log u)`` from torch's RNG, for ``bottleneck_reference``."""
-    u = torch.rand(shape, device=device, generator=generator)
-    return -torch.log(-torch.log(u))
+    x = out.reshape(*lead_shape, d_model) if embed else None
+    return tokens.reshape(*lead_shape, num_factors), x
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,16 +287,19 @@ def gumbel_noise_reference(shape, *, device=None, generator: torch.Generator | N
 
 def sm90_compile_cases() -> list:
     """The kernel at the paper's shape (vocab 7/129/2/25/2/2 → ΣV = 167, padded to 256; D is a
-    runtime argument) for bf16 activations with an fp32 or bf16 embedding table and for fp32
-    activations, argmax and Gumbel sampling."""
+    runtime argument): tokens only (what fastrecur's evaluator runs) for bf16 and fp32 activations,
+    and with the re-embedding for bf16 activations with an fp32 or bf16 embedding table and for
+    fp32 activations, argmax and Gumbel sampling."""
     cases = []
     paper_vocab = (7, 129, 2, 25, 2, 2)
-    for act, emb, sample in [
-        ("bf16", "fp32", False),
-        ("bf16", "fp32", True),
-        ("bf16", "bf16", False),
-        ("fp32", "fp32", False),
-        ("fp32", "fp32", True),
+    for act, emb, sample, embed in [
+        ("bf16", "bf16", False, False),
+        ("fp32", "fp32", False, False),
+        ("bf16", "fp32", False, True),
+        ("bf16", "fp32", True, True),
+        ("bf16", "bf16", False, True),
+        ("fp32", "fp32", False, True),
+        ("fp32", "fp32", True, True),
     ]:
         params = _launch_params(sum(paper_vocab), len(paper_vocab), torch.float32 if act == "fp32" else torch.bfloat16)
         options = {k: params.pop(k) for k in ("num_warps", "num_stages")}
@@ -337,6 +314,7 @@ def sm90_compile_cases() -> list:
             NUM_FACTORS=len(paper_vocab),
             RESET_MASK=0b110000,
             SAMPLE=sample,
+            EMBED=embed,
             DOT_PRECISION="ieee" if act == "fp32" else "tf32",
             DOT_UPCAST=False,
             **params,

@@ -1,4 +1,4 @@
-"""Teacher states and error-correction noise for the fast training path (SPEC §4.1, §4.2, §5).
+"""Teacher states and error-correction noise for the fast training path (docs/method.md §4.1, §4.2, §5).
 
 From one batch (``input``, ``labels``, node ``depth``; depth −1 off the right-hand-side slots) and
 the number of iterations ``K``, one kernel pass writes every iteration's input and target:
@@ -8,20 +8,21 @@ the number of iterations ``K``, one kernel pass writes every iteration's input a
 
 and, in the same pass, the error-correction corruption of the inputs (never the targets):
 
-1. one coin per call: with probability ``step_prob`` this call (= training step) is corrupted;
-2. candidate slots of iteration ``k`` by strategy — ``last``: depth == k (the authors' code: the
+1. candidate slots of iteration ``k`` by strategy — ``last``: depth == k (the authors' code: the
    slots this iteration must fill), ``previous``: depth == k − 1 (the comment's intent: values
    filled by the previous iteration), ``random``: 0 ≤ depth ≤ k;
-3. each candidate is corrupted independently with probability ``token_prob``;
-4. its VALUE becomes uniform over the whole VALUE vocabulary ``{0, …, value_vocab_size − 1}``
+2. each candidate is corrupted independently with probability ``token_prob`` (0: teacher states
+   only — whether a training step is corrupted at all is decided by the caller);
+3. its VALUE becomes uniform over the whole VALUE vocabulary ``{0, …, value_vocab_size − 1}``
    (residues, N/A and EMPTY alike, so a corruption can be a no-op). Other factors are untouched.
 
-All randomness is Philox keyed by the seed: the step coin is counter 0, and the (coin, value)
-pair of slot (k, position) is counter 1 + k·B·L + position, so the result depends only on
-(seed, shapes) — not on block sizes or the device — and the step coin needs no host round trip.
+All randomness is Philox keyed by the seed: the (coin, value) pair of slot (k, position) is counter
+1 + k·B·L + position (counter 0 stays unused, so a seed gives the same noise as it always has), so
+the result depends only on (seed, shapes) — not on block sizes or the device.
 
-Kernel, launcher and plain-PyTorch reference (``corrupt_teacher_states_reference``) are side by
-side below.
+Below: the kernel and its launcher ``corrupt_teacher_states_forward``. The public entry point is the
+custom op ``fastrecur_kernels.ops.corrupt_teacher_states``; the plain-PyTorch math it is tested
+against is ``fastrecur_kernels.reference.corrupt_teacher_states_reference``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ import triton
 import triton.language as tl
 
 from ._common import resolve_seed
-
-STRATEGIES = ("last", "previous", "random")
+from .reference import CORRUPTION_STRATEGIES as STRATEGIES
 
 # --------------------------------------------------------------------------------------------------
 # Triton kernel
@@ -50,7 +50,6 @@ def _teacher_corrupt_kernel(
     N,
     K,
     seed,
-    step_prob,
     token_prob,
     value_vocab_size,
     NUM_FACTORS: tl.constexpr,
@@ -71,9 +70,6 @@ def _teacher_corrupt_kernel(
     depth = tl.load(depth_ptr + pos, mask=ok, other=-1)
     is_value = fcols[None, :] == VALUE_FACTOR
 
-    # The per-call coin: every program draws the same counter, so all agree without a sync.
-    step_on = tl.rand(seed, tl.zeros([BLOCK], dtype=tl.int64)) < step_prob
-
     for k in range(K):
         k64 = tl.cast(k, tl.int64)
         # Teacher states: S_k reveals depths 0..k−1, S_{k+1} reveals depths 0..k.
@@ -87,7 +83,7 @@ def _teacher_corrupt_kernel(
         else:
             candidate = (depth >= 0) & (depth <= k)
         u_coin, u_value, _, _ = tl.rand4x(seed, 1 + k64 * N + pos)
-        corrupted = candidate & step_on & (u_coin < token_prob) & ok
+        corrupted = candidate & (u_coin < token_prob) & ok
         # floor(u · V) with u < 1; the clamp guards fp32 rounding up to V.
         noise = tl.minimum((u_value * value_vocab_size).to(tl.int32), value_vocab_size - 1)
         value_in = tl.where(corrupted, noise.to(value_k.dtype), value_k)
@@ -104,11 +100,11 @@ _NUM_WARPS = 4
 
 
 # --------------------------------------------------------------------------------------------------
-# Public function
+# Launcher
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_args(input, labels, depth, num_steps, value_vocab_size, step_prob, token_prob, strategy, value_factor):
+def _check_args(input, labels, depth, num_steps, value_vocab_size, token_prob, strategy, value_factor):
     if input.dim() != 3:
         raise ValueError(f"input must be [B, L, F], got shape {tuple(input.shape)}")
     if labels.shape != input.shape:
@@ -128,24 +124,22 @@ def _check_args(input, labels, depth, num_steps, value_vocab_size, step_prob, to
         raise ValueError(f"value_factor={value_factor} is not a factor index in [0, {input.shape[2]})")
     if value_vocab_size < 1:
         raise ValueError(f"value_vocab_size must be >= 1, got {value_vocab_size}")
-    for name, p in (("step_prob", step_prob), ("token_prob", token_prob)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    if not 0.0 <= token_prob <= 1.0:
+        raise ValueError(f"token_prob must be in [0, 1], got {token_prob}")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
 
 
-def corrupt_teacher_states(
+def corrupt_teacher_states_forward(
     input: torch.Tensor,
     labels: torch.Tensor,
     depth: torch.Tensor,
     num_steps: int,
     *,
     value_vocab_size: int,
-    step_prob: float = 0.05,
-    token_prob: float = 0.5,
-    strategy: str = "last",
-    value_factor: int = 3,
+    token_prob: float,
+    strategy: str,
+    value_factor: int,
     seed: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every iteration's teacher input (with error-correction noise) and target, in one pass.
@@ -156,11 +150,11 @@ def corrupt_teacher_states(
         depth: ``[B, L]`` integer node depth at RHS slots, −1 elsewhere (batch_info channel 0).
         num_steps: ``K``, the number of iterations (``D_batch + 1`` in the authors' fast path).
         value_vocab_size: size of the VALUE vocabulary (``p + 2``); noise is uniform over it.
-        step_prob: probability that this call is corrupted at all (authors: 0.05); 0 disables.
-        token_prob: probability that each candidate slot is corrupted (authors: 0.5).
+        token_prob: probability that each candidate slot is corrupted (authors: 0.5); 0 gives the
+            teacher states alone.
         strategy: ``"last"`` (depth == k, authors' code), ``"previous"`` (depth == k − 1),
             ``"random"`` (0 ≤ depth ≤ k).
-        value_factor: index of the VALUE factor (3).
+        value_factor: index of the VALUE factor (the caller's factor layout).
         seed: Philox key (used modulo 2**31); None draws one from torch's default CPU generator.
 
     Returns:
@@ -168,7 +162,7 @@ def corrupt_teacher_states(
         (``S_1 … S_K``, never corrupted), both in ``input.dtype``, and ``corrupted`` ``[K, B, L]``
         bool (the slots whose VALUE was replaced).
     """
-    _check_args(input, labels, depth, num_steps, value_vocab_size, step_prob, token_prob, strategy, value_factor)
+    _check_args(input, labels, depth, num_steps, value_vocab_size, token_prob, strategy, value_factor)
     batch, length, num_factors = input.shape
     n_pos = batch * length
     inputs = torch.empty((num_steps, batch, length, num_factors), dtype=input.dtype, device=input.device)
@@ -177,7 +171,7 @@ def corrupt_teacher_states(
     if n_pos > 0:
         _teacher_corrupt_kernel[(triton.cdiv(n_pos, _BLOCK),)](
             input.contiguous(), labels.contiguous(), depth.contiguous(), inputs, targets, corrupted,
-            n_pos, num_steps, resolve_seed(seed), float(step_prob), float(token_prob), int(value_vocab_size),
+            n_pos, num_steps, resolve_seed(seed), float(token_prob), int(value_vocab_size),
             NUM_FACTORS=num_factors,
             F_PAD=triton.next_power_of_2(num_factors),
             VALUE_FACTOR=value_factor,
@@ -186,64 +180,6 @@ def corrupt_teacher_states(
             num_warps=_NUM_WARPS,
         )  # fmt: skip
     return inputs, targets, corrupted.view(torch.bool)
-
-
-# --------------------------------------------------------------------------------------------------
-# Plain-PyTorch reference of the same math
-# --------------------------------------------------------------------------------------------------
-
-
-def teacher_states_reference(
-    input: torch.Tensor, labels: torch.Tensor, depth: torch.Tensor, num_steps: int, *, value_factor: int = 3
-) -> torch.Tensor:
-    """``[K + 1, B, L, F]``: ``S_0 … S_K`` of SPEC §4.1."""
-    states = []
-    for k in range(num_steps + 1):
-        s = input.clone()
-        revealed = (depth >= 0) & (depth <= k - 1)
-        s[..., value_factor] = torch.where(revealed, labels[..., value_factor], input[..., value_factor])
-        states.append(s)
-    return torch.stack(states)
-
-
-def corruption_candidates_reference(depth: torch.Tensor, num_steps: int, strategy: str) -> torch.Tensor:
-    """``[K, B, L]`` bool: the slots each strategy may corrupt at iteration k (SPEC §5)."""
-    k = torch.arange(num_steps, device=depth.device).view(-1, 1, 1)
-    d = depth.unsqueeze(0)
-    if strategy == "last":
-        return d == k
-    if strategy == "previous":
-        return (d == k - 1) & (d >= 0)
-    if strategy == "random":
-        return (d >= 0) & (d <= k)
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-
-
-def corrupt_teacher_states_reference(
-    input: torch.Tensor,
-    labels: torch.Tensor,
-    depth: torch.Tensor,
-    num_steps: int,
-    *,
-    value_vocab_size: int,
-    step_prob: float = 0.05,
-    token_prob: float = 0.5,
-    strategy: str = "last",
-    value_factor: int = 3,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eager ``corrupt_teacher_states`` drawing from torch's RNG (``generator`` on input's device):
-    same distribution, different random numbers."""
-    states = teacher_states_reference(input, labels, depth, num_steps, value_factor=value_factor)
-    inputs, targets = states[:-1].clone(), states[1:]
-    candidates = corruption_candidates_reference(depth, num_steps, strategy)
-    dev = input.device
-    step_on = torch.rand((), device=dev, generator=generator) < step_prob
-    coin = torch.rand(candidates.shape, device=dev, generator=generator) < token_prob
-    corrupted = candidates & coin & step_on
-    noise = torch.randint(0, value_vocab_size, candidates.shape, device=dev, generator=generator)
-    inputs[..., value_factor] = torch.where(corrupted, noise.to(inputs.dtype), inputs[..., value_factor])
-    return inputs, targets, corrupted
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,7 +194,7 @@ def sm90_compile_cases() -> list:
         signature = {
             "input_ptr": "*i64", "labels_ptr": "*i64", "depth_ptr": "*i64",
             "inputs_out_ptr": "*i64", "targets_out_ptr": "*i64", "corrupted_ptr": "*u8",
-            "N": "i32", "K": "i32", "seed": "i32", "step_prob": "fp32", "token_prob": "fp32",
+            "N": "i32", "K": "i32", "seed": "i32", "token_prob": "fp32",
             "value_vocab_size": "i32",
         }  # fmt: skip
         constexprs = dict(NUM_FACTORS=6, F_PAD=8, VALUE_FACTOR=3, STRATEGY=strategy, BLOCK=_BLOCK)

@@ -1,4 +1,4 @@
-"""Fused multi-factor cross-entropy with per-token correctness (SPEC §4.3, §4.6).
+"""Fused multi-factor cross-entropy with per-token correctness (docs/method.md §4.3, §4.6).
 
 The six output heads produce one row of logits per token, the factors' blocks side by side
 (``[T, ΣV]``, ΣV = 167 by default). The training loss is
@@ -23,13 +23,14 @@ The head GEMM (z → logits) stays outside, in cuBLAS. At the paper's training s
 logits write and read; ≈13 µs at H100 bandwidth, an estimate, not a measurement) but would need
 hand-written dz = dlogits·W and dW = dlogitsᵀ·z kernels; not worth it at this vocabulary size.
 
-Kernel, autograd wrapper, public function and plain-PyTorch reference
-(``factor_loss_reference``) are side by side below.
+Below: the kernel, its launcher ``factor_loss_forward`` and the argument checks. The public,
+differentiable entry point is the custom op ``fastrecur_kernels.ops.factor_loss``; the plain-PyTorch
+math it is tested against is ``fastrecur_kernels.reference.factor_loss_reference``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 import triton
@@ -157,7 +158,7 @@ def _constexprs(sizes: tuple[int, ...], weights: tuple[float, ...]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Autograd wrapper
+# Launcher
 # --------------------------------------------------------------------------------------------------
 
 
@@ -165,7 +166,7 @@ def factor_loss_forward(logits, targets, mask, sizes, weights, compute_grad: boo
     """One kernel pass over 2-D ``logits`` ``[T, ΣV]``: ``(total, per_factor, correct, dlogits)``.
 
     ``dlogits`` (None unless ``compute_grad``) is the gradient of ``total`` — computed here, so the
-    backward is one scaling pass. Shared by the autograd Function below and ``kernels.ops``.
+    backward of ``fastrecur_kernels.ops.factor_loss`` is one scaling pass.
     """
     n_tokens, num_factors = targets.shape
     params = _constexprs(sizes, weights)
@@ -196,41 +197,19 @@ def factor_loss_forward(logits, targets, mask, sizes, weights, compute_grad: boo
     return total, per_factor, correct.view(torch.bool), dlogits
 
 
-class _FactorLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, targets, mask, sizes, weights):
-        compute_grad = ctx.needs_input_grad[0]
-        total, per_factor, correct, dlogits = factor_loss_forward(logits, targets, mask, sizes, weights, compute_grad)
-        ctx.mark_non_differentiable(per_factor, correct)
-        if compute_grad:
-            ctx.save_for_backward(dlogits)
-        return total, per_factor, correct
-
-    @staticmethod
-    def backward(ctx, grad_total, grad_per_factor, grad_correct):
-        (dlogits,) = ctx.saved_tensors
-        return dlogits * grad_total.to(dlogits.dtype), None, None, None, None
-
-
 # --------------------------------------------------------------------------------------------------
-# Public function
+# Argument checks
 # --------------------------------------------------------------------------------------------------
 
 
-class FactorLoss(NamedTuple):
-    total: torch.Tensor  # [] fp32, Σ_f w_f · per_factor[f]; differentiable w.r.t. the logits
-    per_factor: torch.Tensor  # [F] fp32 mean loss of each factor over the counted tokens (no grad)
-    correct: torch.Tensor  # [T, F] bool, argmax(logits of factor f) == target (no grad)
-
-
-def factor_loss(
+def check_args(
     logits: torch.Tensor,
     targets: torch.Tensor,
     vocab_sizes: Sequence[int],
     weights: Sequence[float],
-    mask: torch.Tensor | None = None,
-) -> FactorLoss:
-    """Fused cross-entropy of every factor, its weighted total and per-token correctness.
+    mask: torch.Tensor | None,
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Check the arguments of ``ops.factor_loss``; returns the sizes and weights as ints and floats.
 
     Args:
         logits: ``[..., ΣV]`` the factors' logits side by side in factor order (any float dtype;
@@ -243,10 +222,9 @@ def factor_loss(
         mask: optional ``[...]`` bool, True = the token counts (e.g. False on padding). None counts
             every token — the authors' loss. Means are over counted tokens (at least 1).
 
-    Returns:
-        ``FactorLoss(total, per_factor, correct)``. Only ``total`` is differentiable. An
-        out-of-range target makes its factor's loss NaN (no device-side check, no sync); factors
-        with weight 0 do not enter the total at all, so their NaN does not reach it.
+    ``ops.factor_loss`` returns ``FactorLoss(total, per_factor, correct)``. Only ``total`` is
+    differentiable. An out-of-range target makes its factor's loss NaN (no device-side check, no
+    sync); factors with weight 0 do not enter the total at all, so their NaN does not reach it.
     """
     sizes = check_vocab_sizes(vocab_sizes)
     num_factors, vocab_total = len(sizes), sum(sizes)
@@ -270,45 +248,7 @@ def factor_loss(
     for name, t in (("targets", targets), ("mask", mask)):
         if t is not None and t.device != logits.device:
             raise ValueError(f"{name} is on {t.device} but logits is on {logits.device}")
-
-    logits2 = logits.reshape(-1, vocab_total)
-    if logits2.stride(-1) != 1:
-        logits2 = logits2.contiguous()
-    targets2 = targets.reshape(-1, num_factors).contiguous()
-    mask2 = None if mask is None else mask.reshape(-1)
-    total, per_factor, correct = _FactorLoss.apply(logits2, targets2, mask2, sizes, w)
-    return FactorLoss(total, per_factor, correct.reshape(*lead_shape, num_factors))
-
-
-# --------------------------------------------------------------------------------------------------
-# Plain-PyTorch reference of the same math
-# --------------------------------------------------------------------------------------------------
-
-
-def factor_loss_reference(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    vocab_sizes: Sequence[int],
-    weights: Sequence[float],
-    mask: torch.Tensor | None = None,
-) -> FactorLoss:
-    """Eager ``factor_loss``: ``F.cross_entropy`` per factor in at least fp32 (fp64 stays fp64),
-    masked mean over counted tokens (plain mean without a mask), weighted sum, argmax == target."""
-    compute = torch.promote_types(logits.dtype, torch.float32)
-    x = logits.to(compute).reshape(-1, logits.shape[-1])
-    t = targets.reshape(-1, targets.shape[-1])
-    losses, correct = [], []
-    for f, chunk in enumerate(x.split(list(vocab_sizes), dim=-1)):
-        losses.append(torch.nn.functional.cross_entropy(chunk, t[:, f], reduction="none"))
-        correct.append(chunk.argmax(dim=-1) == t[:, f])
-    ce = torch.stack(losses, dim=-1)
-    if mask is None:
-        per_factor = ce.mean(dim=0)
-    else:
-        m = mask.reshape(-1, 1).to(compute)
-        per_factor = (ce * m).sum(dim=0) / m.sum().clamp_min(1.0)
-    total = (per_factor * torch.tensor(list(weights), dtype=compute, device=logits.device)).sum()
-    return FactorLoss(total, per_factor.detach(), torch.stack(correct, dim=-1).reshape(targets.shape))
+    return sizes, w
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Flash attention with DeBERTa-style relative positions (SPEC §2.3): forward and backward.
+"""Flash attention with DeBERTa-style relative positions (docs/method.md §2.3): forward and backward.
 
 For one head, with ``q, k, v`` of shape ``[L, d]`` and the projected position tables
 ``K^r = pos_k`` (c2p term) and ``Q^r = pos_q`` (p2c term) of shape ``[W, d]``::
@@ -49,22 +49,26 @@ TF32), bf16/fp16 inputs the tensor cores with fp32 accumulation; the once-per-pr
 of the backward (``G·K^r``, ``Gᵀ·q`` …) take fp32 operands. Outputs are in the input dtype, table
 gradients in the tables' dtype.
 
-The Triton kernels, the ``torch.autograd.Function``, the public ``relpos_attention`` and the plain
-PyTorch ``relpos_attention_torch`` (the same math with every score materialised) are below.
+Below: the Triton kernels and their launchers (``_forward``, ``_backward``), the argument checks and
+``dropout_keep_mask``. The public, differentiable entry point is ``fastrecur_kernels.ops.relpos_attention``
+(a ``torch.library`` custom op with a registered backward); the plain-PyTorch math it is tested
+against is ``fastrecur_kernels.reference.relpos_attention_reference``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
+from .interpreter import interpreted
+from .reference import check_attention_inputs
+
 # Decided when the module is imported, like the @triton.jit decorators below.
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRETED = interpreted()
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MAX_HEAD_DIM = 128
 MAX_DROPOUT_LEN = 92_680  # i·⌈L/4⌉ + j//4 < 2³¹
@@ -742,7 +746,7 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-# Launchers and autograd
+# Launchers
 # --------------------------------------------------------------------------------------------------
 
 
@@ -813,55 +817,29 @@ def _backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_
     return dq, dk, dv, reduce_table(dpk_part, pos_k), reduce_table(dpq_part, pos_q)
 
 
-class RelposAttentionFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed):
-        o, lse = _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed)
-        ctx.save_for_backward(q, k, v, pos_k, pos_q, o, lse)
-        ctx.args = (window, shift, causal, dropout_p, seed)
-        return o
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, pos_k, pos_q, o, lse = ctx.saved_tensors
-        grads = _backward(_last_dim_contiguous(do), q, k, v, pos_k, pos_q, o, lse, *ctx.args)
-        return (*grads, None, None, None, None, None)
-
-
 # --------------------------------------------------------------------------------------------------
-# Public API
+# Argument checks and the dropout mask
 # --------------------------------------------------------------------------------------------------
 
 
 def _check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p) -> None:
-    tensors = {"q": q, "k": k, "v": v, "pos_k": pos_k, "pos_q": pos_q}
-    present = {name: t for name, t in tensors.items() if t is not None}
-    for name, t in present.items():
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(
-            f"q, k, v must all be [B, H, L, d]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    B, H, L, d = q.shape
-    if min(B, H, L) < 1:
-        raise ValueError(f"q must have B, H, L >= 1, got shape {tuple(q.shape)}")
-    if d % 8 != 0 or not 8 <= d <= MAX_HEAD_DIM:
-        raise ValueError(f"head dim must be a multiple of 8 in [8, {MAX_HEAD_DIM}], got {d}")
-    if not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be an int >= 1, got {window!r}")
-    if not isinstance(shift, int) or not 0 <= shift < window:
-        raise ValueError(f"shift must be an int in [0, window), got shift={shift!r} with window={window}")
-    for name, table in (("pos_k", pos_k), ("pos_q", pos_q)):
-        if table is not None and tuple(table.shape) != (window, H, d):
-            raise ValueError(f"{name} must be [window, H, d] = {(window, H, d)}, got {tuple(table.shape)}")
+    """What the kernels support, then the interface's shape rules (``check_attention_inputs``)."""
+    if isinstance(q, torch.Tensor) and q.dim() == 4:  # any other q is named by the interface check
+        if min(q.shape[:3]) < 1:
+            raise ValueError(f"q must have B, H, L >= 1, got shape {tuple(q.shape)}")
+        if q.shape[3] % 8 != 0 or not 8 <= q.shape[3] <= MAX_HEAD_DIM:
+            raise ValueError(f"head dim must be a multiple of 8 in [8, {MAX_HEAD_DIM}], got {q.shape[3]}")
+    check_attention_inputs(q, k, v, pos_k, pos_q, window, shift)
+    L = q.shape[2]
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     if dropout_p > 0.0 and L > MAX_DROPOUT_LEN:
         raise ValueError(f"dropout supports L <= {MAX_DROPOUT_LEN} (int32 Philox counter), got L={L}")
     if q.dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {q.dtype}")
-    for name, t in present.items():
+    for name, t in (("k", k), ("v", v), ("pos_k", pos_k), ("pos_q", pos_q)):
+        if t is None:
+            continue
         if t.dtype != q.dtype:
             raise ValueError(f"{name} has dtype {t.dtype} but q has {q.dtype}; all inputs must share one dtype")
         if t.device != q.device:
@@ -872,41 +850,10 @@ def _check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p) -> None:
         raise ValueError(f"unsupported device {q.device}; use a CUDA GPU (or the CPU with TRITON_INTERPRET=1)")
 
 
-def relpos_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    pos_k: Optional[torch.Tensor],
-    pos_q: Optional[torch.Tensor],
-    *,
-    window: int = 64,
-    shift: int = 0,
-    causal: bool = True,
-    dropout_p: float = 0.0,
-    seed: Optional[int] = None,
-) -> torch.Tensor:
-    """Fused attention with relative positions (module docstring); differentiable in all five inputs.
-
-    ``q, k, v``: ``[B, H, L, d]`` (any strides; d a multiple of 8, at most 128); ``pos_k`` = K^r and
-    ``pos_q`` = Q^r: ``[W, H, d]`` or None to switch that term off (the scale is 1/sqrt(c·d), c = 1 +
-    #terms on). All in one dtype (fp32, bf16 or fp16) on one device. Returns ``o`` ``[B, H, L, d]``
-    in the input dtype. With ``dropout_p > 0`` the mask is drawn from ``seed`` (62 bits used;
-    None = a fresh seed from torch's default CPU generator, so ``torch.manual_seed`` makes runs
-    repeatable without a device sync); ``dropout_keep_mask`` reproduces it.
-    """
-    _check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p)
-    if dropout_p > 0.0 and seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    pos_k, pos_q = (None if t is None else _last_dim_contiguous(t) for t in (pos_k, pos_q))
-    return RelposAttentionFunction.apply(q, k, v, pos_k, pos_q, window, shift, bool(causal), float(dropout_p),
-                                         int(seed or 0))  # fmt: skip
-
-
 def dropout_keep_mask(seed: int, B: int, H: int, L: int, dropout_p: float, device=None) -> torch.Tensor:
-    """The keep-mask (bool ``[B, H, L, L]``, True = kept) that ``relpos_attention`` uses for ``seed``.
+    """The keep-mask (bool ``[B, H, L, L]``, True = kept) that ``ops.relpos_attention`` uses for ``seed``.
 
-    For tests: ``relpos_attention_torch(..., dropout_mask=dropout_keep_mask(...))`` must equal the
+    For tests: ``relpos_attention_reference(..., dropout_mask=dropout_keep_mask(...))`` must equal the
     kernel's output. Entries of masked (future) pairs are drawn too but never used. ``device``:
     default the GPU when there is one, else the CPU (interpreter).
     """
@@ -920,45 +867,6 @@ def dropout_keep_mask(seed: int, B: int, H: int, L: int, dropout_p: float, devic
     grid = (triton.cdiv(L, block), triton.cdiv(L, block), B * H)
     _dropout_mask_kernel[grid](keep, L, seed_lo, seed_hi, _drop_threshold(dropout_p), BLOCK_M=block, BLOCK_N=block)
     return keep.bool()
-
-
-# --------------------------------------------------------------------------------------------------
-# Plain-PyTorch reference of the same math
-# --------------------------------------------------------------------------------------------------
-
-
-def relpos_attention_torch(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    pos_k: Optional[torch.Tensor],
-    pos_q: Optional[torch.Tensor],
-    *,
-    window: int = 64,
-    shift: int = 0,
-    causal: bool = True,
-    dropout_p: float = 0.0,
-    dropout_mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """Every ``[B, H, L, L]`` score materialised; softmax in at least fp32. ``dropout_mask`` (bool,
-    True = keep) replaces a random mask. O(L²) memory: for tests and as the benchmark baseline."""
-    B, H, L, d = q.shape
-    idx = torch.arange(L, device=q.device)
-    r = ((idx[None, :] - idx[:, None]).clamp(-window + 1 + shift, shift) + window - 1 - shift).expand(B, H, L, L)
-    z = q @ k.transpose(-1, -2)
-    if pos_k is not None:
-        z = z + torch.gather(torch.einsum("bhid,whd->bhiw", q, pos_k), 3, r)
-    if pos_q is not None:
-        z = z + torch.gather(torch.einsum("bhjd,whd->bhwj", k, pos_q), 2, r)
-    z = z * (1.0 / math.sqrt((1 + (pos_k is not None) + (pos_q is not None)) * d))
-    if causal:
-        z = z.masked_fill(idx[None, :] > idx[:, None], float("-inf"))
-    p = torch.softmax(z.to(torch.promote_types(z.dtype, torch.float32)), dim=-1).to(q.dtype)
-    if dropout_mask is not None:
-        p = p * dropout_mask.to(p.dtype) / (1.0 - dropout_p)
-    elif dropout_p > 0.0:
-        p = torch.nn.functional.dropout(p, p=dropout_p)
-    return p @ v
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ per block): resident warps / 64, and which limit binds.
 Usage:
     python scripts/check_sm90_compile.py [module ...] [--markdown] [--json PATH] [--jobs N] [--allow-spills]
 
+The kernels checked are this checkout's (the folder kernels/, imported as ``fastrecur_kernels``),
+whether or not fastrecur is installed in the Python that runs the script.
+
 Exit status 1 if a case fails to compile, needs more shared memory than a block may have, or
 spills (unless --allow-spills). For the GPU image's Triton 3.6, run it with a Python that has
 triton==3.6.0 (see bench/RESULTS.md: a separate virtual environment).
@@ -38,8 +41,12 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-KERNEL_MODULES = ["kernels.relpos_attention", "kernels.bottleneck", "kernels.factor_loss", "kernels.corrupt"]
+KERNEL_MODULES = [
+    "fastrecur_kernels.relpos_attention",
+    "fastrecur_kernels.bottleneck",
+    "fastrecur_kernels.factor_loss",
+    "fastrecur_kernels.corrupt",
+]
 
 # H100 / H200 (sm_90) per-SM and per-block limits.
 REGS_PER_SM = 65_536
@@ -68,11 +75,13 @@ def occupancy(regs: int, warps: int, shared: int) -> dict:
 def _setup_triton() -> None:
     """A fresh cache (a cached kernel skips ptxas and its report) and ptxas's log on stdout."""
     os.environ.pop("TRITON_INTERPRET", None)  # kernels must be real JIT functions, not interpreted
-    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="sm90-check-")
-    os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
+    if "TRITON_DUMP_PTXAS_LOG" not in os.environ:  # once per process (pool workers inherit both)
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="sm90-check-")
+        os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; 1 is its default
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
+    from this_checkout import use_this_checkout  # scripts/this_checkout.py
+
+    use_this_checkout()
 
 
 def _cases(module_name: str) -> list:

@@ -65,10 +65,12 @@ def _setup_process(dry_run: bool) -> None:
     if dry_run:
         os.environ["TRITON_INTERPRET"] = "1"
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    for path in (REPO, os.path.join(REPO, "scripts"), os.path.join(REPO, "tests")):
+    for path in (os.path.join(REPO, "scripts"), os.path.join(REPO, "tests")):
         if path not in sys.path:
             sys.path.insert(0, path)
-    os.environ["PYTHONPATH"] = os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    from this_checkout import use_this_checkout  # scripts/this_checkout.py: fastrecur and its kernels from here
+
+    use_this_checkout()
 
 
 def _dry_run_compile() -> None:

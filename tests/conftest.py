@@ -1,18 +1,31 @@
-"""Test setup: run Triton kernels in the interpreter unless a CUDA device is present."""
+"""Test setup: run Triton kernels in the interpreter unless a CUDA device is present, and make sure
+the code under test is this checkout's."""
 
 import os
 import sys
 
-import torch
+import fastrecur
+import fastrecur_kernels
+from fastrecur_kernels.interpreter import use_interpreter
 
 # Let test modules in subfolders import the shared helpers in this folder (e.g. `_stats`).
 sys.path.insert(0, os.path.dirname(__file__))
 
-if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
-    # Must be set before any module defining a @triton.jit kernel is imported.
-    os.environ["TRITON_INTERPRET"] = "1"
+# Before any module defining a @triton.jit kernel is imported.
+use_interpreter()
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+for _package, _folder in ((fastrecur, "fastrecur"), (fastrecur_kernels, "kernels")):
+    # fastrecur_kernels is installed from the folder kernels/ (a package-dir mapping), so it is not
+    # found through sys.path like fastrecur: an install of another checkout would be tested instead.
+    if os.path.dirname(os.path.abspath(_package.__file__)) != os.path.join(REPO_ROOT, _folder):
+        raise RuntimeError(
+            f"{_package.__name__} is imported from {os.path.dirname(_package.__file__)}, not from this checkout's "
+            f"{_folder}/: run `pip install -e .` here (e.g. in a virtual environment)"
+        )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "upstream_tr32_add")
 

@@ -1,15 +1,15 @@
-"""The reference attention against an independent per-(i, j) loop of SPEC §2.3 (float64)."""
+"""The reference attention against an independent per-(i, j) loop of docs/method.md §2.3 (float64)."""
 
 import math
 
 import pytest
 import torch
 
-from fastrecur.attention import relative_buckets, relpos_attention_reference
+from fastrecur_kernels.reference import relative_buckets, relpos_attention_reference
 
 
 def loop_attention(q, k, v, pos_k, pos_q, window, shift, causal):
-    """SPEC §2.3 written out one score at a time, sharing no code with the reference."""
+    """docs/method.md §2.3 written out one score at a time, sharing no code with the reference."""
     B, H, L, d = q.shape
     terms = 1 + (pos_k is not None) + (pos_q is not None)
     out = torch.zeros_like(q)

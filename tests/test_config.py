@@ -168,3 +168,24 @@ def test_cli_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "fastrecur", "--help"], capture_output=True, text=True).stdout
     for command in ("gen-data", "train", "eval", "sweep", "demo"):
         assert command in out
+
+
+def test_scientific_notation_is_a_number_in_overrides_and_files(tmp_path):
+    cfg = load_config("tiny", ["train.lr=1e-3", "train.min_lr=5E-5", "train.eps=1.0e8"])
+    assert (cfg.train.lr, cfg.train.min_lr, cfg.train.eps) == (0.001, 5e-5, 1e8)
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: 3e-4\n  betas: [0.9, 1e-1]\n  corruption: {step_prob: 5e-2}\n")
+    cfg = load_config(str(path))
+    assert cfg.train.lr == 3e-4 and cfg.train.betas == (0.9, 0.1) and cfg.train.corruption.step_prob == 0.05
+    # Integers stay integers, quoted numbers stay strings.
+    assert load_config("tiny", ["train.steps=10"]).train.steps == 10
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config("tiny", ["train.lr='1e-3'"])
+
+
+def test_scientific_notation_in_the_authors_config_directory(tmp_path):
+    (tmp_path / "model_config.yaml").write_text(AUTHORS_MODEL.replace("layer_norm_eps: 1.0e-05", "layer_norm_eps: 1e-5"))
+    (tmp_path / "train_config.yaml").write_text(AUTHORS_TRAIN.replace("lr: 0.001", "lr: 1e-3"))
+    (tmp_path / "data_config.yaml").write_text(AUTHORS_DATA)
+    cfg = load_config(str(tmp_path))
+    assert cfg.model.layer_norm_eps == 1e-5 and cfg.train.lr == 1e-3

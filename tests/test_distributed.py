@@ -11,7 +11,8 @@ import yaml
 from fastrecur.batches import training_batches
 from fastrecur.config import RunConfig
 from fastrecur.data import DagConfig
-from fastrecur.train import Trainer, load_checkpoint
+from fastrecur.checkpoint import load_checkpoint
+from fastrecur.train import Trainer
 
 GRAPHS = dict(num_nodes=8, num_leaf_nodes=3, max_depth=4, func_vocab=["ADD"], mod_val=5, num_vars=8, max_length=64)
 

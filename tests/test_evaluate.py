@@ -1,4 +1,4 @@
-"""The closed-loop evaluator (SPEC §6): policies, halting, metrics, sweep outputs."""
+"""The closed-loop evaluator (docs/method.md §6): policies, halting, metrics, sweep outputs."""
 
 import json
 import os

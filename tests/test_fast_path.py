@@ -39,8 +39,8 @@ def make_model(graphs, device, **changes):
 def test_logits_agree(graphs, triton_backend, device):
     model = make_model(graphs, device)
     tokens = graphs.tokens.to(device)
-    want = model.set_attention(ReferenceBackend.attention)(tokens)
-    got = model.set_attention(triton_backend.attention)(tokens)
+    want = ReferenceBackend().bind(model)(tokens)
+    got = triton_backend.bind(model)(tokens)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
@@ -52,7 +52,7 @@ def test_loss_and_gradients_agree(graphs, triton_backend, device):
 
     def run(backend, token_mask):
         model = make_model(graphs, device)
-        model.set_attention(backend.attention).train()
+        backend.bind(model).train()
         out = backend.loss(model, inputs, targets, WEIGHTS, token_mask)
         out.total.backward()
         return out, {n: p.grad for n, p in model.named_parameters()}
@@ -84,8 +84,8 @@ def test_teacher_batches_agree(graphs, triton_backend, device, strategy):
 def test_decode_steps_agree(graphs, triton_backend, device):
     model = make_model(graphs, device)
     state = graphs.tokens.to(device)
-    want = ReferenceBackend().decode_step(model.set_attention(ReferenceBackend.attention), state)
-    got = triton_backend.decode_step(model.set_attention(triton_backend.attention), state)
+    want = ReferenceBackend().decode_step(ReferenceBackend().bind(model), state)
+    got = triton_backend.decode_step(triton_backend.bind(model), state)
     assert (got != want).float().mean() < 1e-3
     assert torch.all(got[..., 4:] == 0)
 
@@ -112,7 +112,7 @@ def test_short_seeded_runs_have_the_same_loss_curve(tmp_path, device):
 
 def test_compiled_step_has_no_graph_breaks(graphs, triton_backend, device):
     """The custom ops let torch.compile capture the whole forward + loss in one graph."""
-    model = make_model(graphs, device).set_attention(triton_backend.attention).train()
+    model = triton_backend.bind(make_model(graphs, device)).train()
     K = 3
     inputs, targets = (t.flatten(0, 1).to(device) for t in teacher_states(graphs.tokens, graphs.labels, graphs.depth, K))
 

@@ -1,4 +1,4 @@
-"""The reference model (SPEC §2–§3): structure, math, recurrence, sampling."""
+"""The reference model (docs/method.md §2–§3): structure, math, recurrence, sampling."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from _stats import chi2_statistic, chi2_upper_quantile
 
-from fastrecur.attention import relpos_attention_reference
+from fastrecur_kernels.reference import relpos_attention_reference
 from fastrecur.errors import ConfigError
 from fastrecur.model import ModelConfig, RecurrentTransformer
 from fastrecur.recurrence import decode, reset_dead_factors, rollout, rollout_continuous
@@ -39,7 +39,7 @@ def test_parameter_names_follow_the_authors_layout():
 
 
 def functional_forward(sd: dict, cfg: ModelConfig, tokens: torch.Tensor) -> list[torch.Tensor]:
-    """SPEC §2 written directly against the raw state dict (no fastrecur modules), eval mode."""
+    """docs/method.md §2 written directly against the raw state dict (no fastrecur modules), eval mode."""
     D, H, W, s = cfg.hidden_size, cfg.num_heads, cfg.relpos_window, cfg.relpos_shift
     d = D // H
 

@@ -1,8 +1,11 @@
-"""The trainer (SPEC §4–§5): corruption, losses, padding modes, schedule, checkpoints, resume."""
+"""The trainer (docs/method.md §4–§5): corruption, losses, padding modes, schedule, checkpoints, resume."""
 
+import functools
 import glob
+import json
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -11,10 +14,14 @@ from _stats import binomial_bounds
 
 from fastrecur.backends import ReferenceBackend
 from fastrecur.config import RunConfig
-from fastrecur.corruption import candidate_slots, corrupt_values
 from fastrecur.data import SYN_PAD, SYNTAX, VALUE, DagConfig, generate_dataset, teacher_states
 from fastrecur.model import ModelConfig, RecurrentTransformer
-from fastrecur.train import Trainer, load_checkpoint, lr_multiplier
+from fastrecur.checkpoint import load_checkpoint
+from fastrecur.train import Trainer, lr_multiplier
+from fastrecur_kernels.reference import corrupt_values_reference, corruption_candidates_reference
+
+# fastrecur's factor layout, as the reference backend passes it
+corrupt_values = functools.partial(corrupt_values_reference, value_factor=VALUE)
 
 GRAPHS = dict(num_nodes=8, num_leaf_nodes=3, min_fan_in=1, max_fan_in=3, max_depth=4, func_vocab=["ADD"], mod_val=5, num_vars=8, max_length=64)
 
@@ -42,7 +49,7 @@ def graphs():
 def test_corruption_candidates_follow_each_strategy(graphs, strategy):
     depth = graphs.depth
     K = int(depth.max()) + 1
-    cand = candidate_slots(depth, K, strategy)
+    cand = corruption_candidates_reference(depth, K, strategy)
     for k in range(K):
         want = {"last": depth == k, "previous": depth == k - 1, "random": (depth <= k)}[strategy] & (depth >= 0)
         assert torch.equal(cand[k], want)
@@ -59,7 +66,7 @@ def test_corruption_rates_and_replacement_distribution(graphs):
     K = int(depth.max()) + 1
     inputs = torch.zeros(K, *depth.shape, 6, dtype=torch.long)
     _, mask = corrupt_values(inputs, depth, strategy="random", token_prob=0.3, value_vocab_size=7, generator=torch.Generator().manual_seed(1))
-    n = int(candidate_slots(depth, K, "random").sum())
+    n = int(corruption_candidates_reference(depth, K, "random").sum())
     lo, hi = binomial_bounds(n, 0.3)
     assert lo <= int(mask.sum()) <= hi
     out, mask = corrupt_values(inputs, depth, strategy="random", token_prob=1.0, value_vocab_size=7, generator=torch.Generator().manual_seed(2))
@@ -243,3 +250,40 @@ def test_training_from_the_authors_file(tmp_path, upstream_fixture_dir):
     seen = {tuple(x.flatten().tolist()) for x in torch.cat([e0a.labels, e0b.labels])}
     assert len(seen) == 32  # one epoch covers the file once
     assert not torch.equal(e1a.labels, e0a.labels)
+
+
+# --- divergence -------------------------------------------------------------------------------
+
+
+def diverging_run(tmp_path, **train) -> list[str]:
+    """CLI arguments of a run whose learning rate makes the loss NaN within a few steps."""
+    settings = dict(lr=1000000.0, grad_clip="null", steps=40, time_limit_s="null", batch_size=4, **train)
+    model = dict(hidden_size=16, num_layers=1, num_heads=2, relpos_embed_size=8)
+    overrides = [f"train.{k}={v}" for k, v in settings.items()] + [f"model.{k}={v}" for k, v in model.items()]
+    return ["train", "tiny", *overrides, "--out", str(tmp_path), "--no-progress"]
+
+
+def test_a_diverging_run_stops_before_saving_nan_weights(tmp_path, capsys):
+    from fastrecur.cli import main
+
+    assert main(diverging_run(tmp_path, ckpt_every=1, log_every=5)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    match = re.match(r"fastrecur train: error: training diverged: at step (\d+) the loss\b.* NaN or infinite", err)
+    assert match, err
+    assert str(tmp_path / "checkpoint.pt") in err and "left as it was" in err
+    ckpt = load_checkpoint(str(tmp_path / "checkpoint.pt"))  # the last good checkpoint
+    assert 0 < ckpt["step"] < int(match.group(1))
+    assert all(torch.isfinite(w).all() for w in ckpt["model"].values())
+
+
+def test_divergence_is_caught_when_the_metrics_are_logged(tmp_path, capsys):
+    """Without a save in between, the logged step that brings the losses to the host stops the run."""
+    from fastrecur.cli import main
+
+    assert main(diverging_run(tmp_path, ckpt_every=1000, log_every=1)) == 2
+    first_bad = int(re.search(r"at step (\d+)", capsys.readouterr().err).group(1))
+    logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert logged[-1]["step"] == first_bad and logged[-1]["loss"] is None  # NaN is written as null
+    assert all(math.isfinite(r["loss"]) for r in logged[:-1])
+    assert not os.path.exists(tmp_path / "checkpoint.pt")  # nothing was ever good enough to save

@@ -8,8 +8,8 @@ of the reference model).
 
 * ``train_L256`` / ``train_L1024``: the paper model, 32 graphs × 7 iterations = 224 sequences at the
   full padded length (faithful padding, so the shape is exactly ``[224, L]``); bf16 autocast on CUDA.
-  ``extra_info`` holds tokens/s, peak memory and the time as a multiple of PERF.md §6.4's H100 floor
-  (4.1 ms at L = 256, 19.3 ms at L = 1024).
+  ``extra_info`` holds tokens/s, peak memory and the time as a multiple of the H100 floor of
+  docs/performance.md §2 (4.1 ms at L = 256, 19.3 ms at L = 1024).
 * ``eval_n128``: closed-loop ``depth+2`` evaluation of 1,024 graphs of 128 nodes.
 
 ``smoke`` (the default without a GPU) shrinks everything to seconds so the suite can be checked on
@@ -26,7 +26,7 @@ from fastrecur.data import DagConfig, generate_dataset
 from fastrecur.evaluate import Evaluator
 from fastrecur.train import Trainer
 
-FLOOR_MS_H100 = {256: 4.1, 1024: 19.3}  # PERF.md §6.4 (roofline, perfect overlap)
+FLOOR_MS_H100 = {256: 4.1, 1024: 19.3}  # docs/performance.md §2 (roofline, perfect overlap)
 VARIANTS = {
     "triton": dict(backend="triton", compile=False),
     "triton-compiled": dict(backend="triton", compile=True),

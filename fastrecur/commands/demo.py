@@ -56,6 +56,6 @@ def run(args) -> int:
 
 
 def _device_name(cfg) -> str:
-    from ..train import resolve_device
+    from ..backends import resolve_device
 
     return str(resolve_device(cfg.train.device))

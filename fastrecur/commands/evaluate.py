@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+from .options import add_backend_options, add_nvtx_option, enable_nvtx_if_asked
+
 NAME = "eval"
 HELP = "closed-loop evaluation of a checkpoint on one dataset"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--nvtx", action="store_true", help="emit NVTX ranges (for Nsight Systems)")
+    add_nvtx_option(parser)
     parser.add_argument("checkpoint", help="fastrecur checkpoint (checkpoint.pt)")
     parser.add_argument("--data", metavar="FILE", help="evaluation set (.pt, ours or the authors'); default: generated graphs")
     parser.add_argument("--vocab", metavar="JSON", help="vocab.json for --data (default: beside it)")
@@ -18,24 +20,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--policy", choices=["depth+2", "fixed", "fixed-point"], help="iteration policy")
     parser.add_argument("--iters", type=int, help="iterations for --policy fixed, or the cap for fixed-point")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--backend", choices=["auto", "reference", "triton"], default="auto")
-    parser.add_argument("--device", default="auto")
+    add_backend_options(parser)
     parser.add_argument("--out", metavar="JSON", help="write the full result here")
 
 
 def run(args) -> int:
-    if args.nvtx:
-        from ..profiling import enable_nvtx
-
-        enable_nvtx()
+    enable_nvtx_if_asked(args)
     import os
 
-    from ..backends import resolve_backend
+    from ..backends import resolve_backend, resolve_device
+    from ..checkpoint import model_from_checkpoint
     from ..compat import load_upstream_dataset
     from ..evaluate import Evaluator, percent
     from ..io import atomic_write_text
     from ..sweep import in_distribution_dataset, sweep_dataset
-    from ..train import model_from_checkpoint, resolve_device
 
     device = resolve_device(args.device)
     model, cfg = model_from_checkpoint(args.checkpoint, device)
@@ -49,7 +47,6 @@ def run(args) -> int:
     else:
         dataset = in_distribution_dataset(cfg, args.num_graphs)
     backend = resolve_backend(args.backend, device)
-    model.set_attention(backend.attention)
     result = Evaluator(model, settings, device, backend).evaluate(dataset)
     print(
         f"{result['num_graphs']} graphs, depth ≤ {result['graph_depth']['max']}, policy {settings.policy}: "

@@ -14,6 +14,7 @@ from ..data import DagConfig, GraphDataset, dataset_spec, generate_dataset, ood_
 from ..data.upstream_config import read_data_config
 from ..data.vocab import Vocab
 from ..errors import ConfigError
+from .options import parse_sizes
 
 NAME = "gen-data"
 HELP = "generate graph datasets in the authors' file format: the splits of a data_config.yaml and OOD evaluation sets"
@@ -94,31 +95,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_sizes(text: str) -> list[int]:
-    """``"8:128:8,256"`` → ``[8, 16, …, 128, 256]`` (ranges include STOP), duplicates dropped, in order."""
-    sizes: list[int] = []
-    try:
-        for item in text.split(","):
-            parts = [int(p) for p in item.split(":")]
-            if len(parts) == 1:
-                sizes.append(parts[0])
-            elif len(parts) == 3 and parts[2] > 0:
-                sizes.extend(range(parts[0], parts[1] + 1, parts[2]))
-            else:
-                raise ValueError
-    except ValueError:
-        raise ConfigError(f"--ood {text!r}: expected sizes like 8:128:8 (START:STOP:STEP) or 256,512") from None
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--ood {text!r}: sizes must be positive graph sizes")
-    return list(dict.fromkeys(sizes))
-
-
 def _ood_configs(args: argparse.Namespace, config_file) -> list[tuple[int, DagConfig]]:
     if not args.ood:
         return []
     if args.ood_samples < 1:
         raise ConfigError(f"--ood-samples={args.ood_samples} must be a positive integer")
-    sizes = parse_sizes(args.ood)
+    sizes = parse_sizes(args.ood, "--ood")
     pool = config_file.vocab.num_vars
     if max(sizes) > pool:
         raise ConfigError(

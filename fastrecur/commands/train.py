@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+from .options import add_nvtx_option, enable_nvtx_if_asked
+
 NAME = "train"
 HELP = "train a model with algorithmic supervision and error correction"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--nvtx", action="store_true", help="emit NVTX ranges (for Nsight Systems)")
+    add_nvtx_option(parser)
     parser.add_argument("config", help="embedded config (paper, tiny), a YAML file, or a directory with the authors' *_config.yaml")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200 model.hidden_size=64")
     parser.add_argument("--resume", metavar="CKPT", help="continue from a fastrecur checkpoint (out_dir/checkpoint.pt)")
@@ -18,10 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if args.nvtx:
-        from ..profiling import enable_nvtx
-
-        enable_nvtx()
+    enable_nvtx_if_asked(args)
     from ..config import load_config
     from ..distributed import distributed_context
     from ..train import Trainer

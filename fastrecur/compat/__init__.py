@@ -1,6 +1,7 @@
-"""Interchange with the authors' code: their dataset files and their model checkpoints."""
+"""Interchange with the authors' code: their dataset files, model checkpoints and config files."""
 
-from .checkpoints import export_upstream_checkpoint, load_upstream_checkpoint, model_config_from_upstream
+from .checkpoints import export_upstream_checkpoint, load_upstream_checkpoint
+from .configs import model_config_from_upstream
 from .datasets import load_upstream_dataset, save_upstream_dataset
 
 __all__ = [

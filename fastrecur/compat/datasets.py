@@ -1,4 +1,4 @@
-"""The authors' dataset files (SPEC §1.6), read and written exactly as their generator does.
+"""The authors' dataset files (docs/method.md §1.6), read and written exactly as their generator does.
 
 A file is ``torch.save({'tokenized_dataset': labels, 'dataset_info': info[, 'spec': stats]})`` with
 int64 tensors; the vocabulary comes from a ``vocab.json`` beside it. Loading checks that the file
@@ -13,7 +13,8 @@ import torch
 
 from ..data.dataset import SPEC_KEYS, GraphDataset
 from ..data.vocab import FACTORS, SYN_VARIABLE, SYNTAX, VALUE, Vocab
-from ..errors import DataFormatError
+from ..errors import DataFormatError, UnsafeFileError
+from ..safe_loading import load_weights_only
 
 LABELS_KEY = "tokenized_dataset"
 INFO_KEY = "dataset_info"
@@ -24,7 +25,9 @@ def load_upstream_dataset(pt_path: str | os.PathLike, vocab_json_path: str | os.
     """Read one of the authors' ``.pt`` files (train, val or an evaluation set with ``spec``)."""
     vocab = Vocab.from_json(vocab_json_path)
     try:
-        data = torch.load(pt_path, map_location="cpu", weights_only=True)
+        data = load_weights_only(pt_path)  # tensors and plain Python only: nothing in the file runs
+    except UnsafeFileError:
+        raise
     except Exception as exc:  # torch raises many types for a bad file; all mean the same to the user
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise DataFormatError(

@@ -1,4 +1,4 @@
-"""Random arithmetic graphs, their factored tokenization and the tensors built from them (SPEC §1, §4.1).
+"""Random arithmetic graphs, their factored tokenization and the tensors built from them (docs/method.md §1, §4.1).
 
 This package knows nothing of models or training: it makes, reads and checks data.
 """
@@ -8,9 +8,12 @@ from .dataset import GraphDataset, dataset_spec, input_depth, make_inputs, teach
 from .generate import BLOCK_SIZE, GraphStream, generate_block, generate_dataset, graph_batch
 from .vocab import (
     FACTORS,
+    FALSE,
     MODIFICATION,
     OPERATION,
     REGRET,
+    RESET_FACTORS,
+    SCORED_FACTORS,
     SYN_EQ,
     SYN_EQ_SEP,
     SYN_OPERATION,
@@ -27,9 +30,12 @@ from .vocab import (
 __all__ = [
     "BLOCK_SIZE",
     "FACTORS",
+    "FALSE",
     "MODIFICATION",
     "OPERATION",
     "REGRET",
+    "RESET_FACTORS",
+    "SCORED_FACTORS",
     "SYNTAX",
     "SYN_EQ",
     "SYN_EQ_SEP",

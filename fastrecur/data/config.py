@@ -1,4 +1,4 @@
-"""What a dataset of random arithmetic graphs looks like: :class:`DagConfig` (SPEC §1.1, §1.8).
+"""What a dataset of random arithmetic graphs looks like: :class:`DagConfig` (docs/method.md §1.1, §1.8).
 
 Every knob is validated when the config is built, so generation itself never fails half-way: in
 particular ``max_length`` must hold the longest sequence these settings can produce.
@@ -22,7 +22,7 @@ _INTEGER_FIELDS = (
 
 @dataclass(frozen=True)
 class DagConfig:
-    """Settings of one family of graphs. Defaults are the authors' training set (SPEC §1.8).
+    """Settings of one family of graphs. Defaults are the authors' training set (docs/method.md §1.8).
 
     * ``num_nodes`` graph size n; the first ``num_leaf_nodes`` nodes in creation order are constants.
     * ``min_fan_in``/``max_fan_in``: each other node combines k parents, k uniform in this range
@@ -120,7 +120,7 @@ def ood_config(
     min_fan_in: int = 1,
     max_fan_in: int = 3,
 ) -> DagConfig:
-    """Settings of an OOD evaluation set of ``num_nodes``-node graphs (SPEC §6.1).
+    """Settings of an OOD evaluation set of ``num_nodes``-node graphs (docs/method.md §6.1).
 
     As the authors: 6 leaves, fan-in 1–3, ``max_depth = num_nodes`` (unbounded), operations, modulus
     and name pool from ``base`` (the authors hard-code mod 23, which is what every shipped config

@@ -1,4 +1,4 @@
-"""Datasets of tokenized graphs and the tensors built from them (SPEC §1.6–1.7, §4.1).
+"""Datasets of tokenized graphs and the tensors built from them (docs/method.md §1.6–1.7, §4.1).
 
 Everything here is pure torch and runs on whatever device its tensors are on; no function loops
 over tokens or samples.
@@ -11,6 +11,8 @@ from functools import cached_property
 from typing import Any, Sequence
 
 import torch
+
+from fastrecur_kernels.reference import teacher_states_reference
 
 from ..errors import DataFormatError
 from .vocab import FACTORS, SYN_EQ, SYN_EQ_SEP, SYN_PAD, SYN_VARIABLE, SYNTAX, VALUE, VARIABLE, Vocab
@@ -31,7 +33,7 @@ class GraphDataset:
 
     * ``labels`` [N, L, 6]: the solved sequence (RHS variables hold their values).
     * ``info`` [N, L, C]: channel 0 = node depth at RHS positions (−1 elsewhere), then the
-      equation's left-hand side (SPEC §1.6).
+      equation's left-hand side (docs/method.md §1.6).
     * ``tokens`` [N, L, 6]: the input, ``labels`` with the VALUE of every variable set to EMPTY.
     * ``spec``: statistics the authors store with evaluation sets (see :func:`dataset_spec`).
 
@@ -94,7 +96,7 @@ class GraphDataset:
 
 
 def make_inputs(labels: torch.Tensor, vocab: Vocab) -> torch.Tensor:
-    """The model input (SPEC §1.7): ``labels`` with the VALUE of every variable token set to EMPTY."""
+    """The model input (docs/method.md §1.7): ``labels`` with the VALUE of every variable token set to EMPTY."""
     tokens = labels.clone()
     is_variable = labels[..., SYNTAX] == SYN_VARIABLE
     tokens[..., VALUE] = torch.where(is_variable, vocab.value_empty, labels[..., VALUE])
@@ -108,25 +110,16 @@ def teacher_states(
     num_iters: int,
     value_empty: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-iteration inputs and targets of algorithmic supervision (SPEC §4.1).
+    """Per-iteration inputs and targets of algorithmic supervision (docs/method.md §4.1).
 
     ``S_k`` is ``tokens`` with the VALUE of every RHS position of depth ``0 ≤ dep ≤ k−1`` taken from
     ``labels``. Returns ``(inputs, targets)``, each ``[num_iters, B, L, 6]`` with ``inputs[k] = S_k``
     and ``targets[k] = S_{k+1}``; the two are separate tensors, so inputs may be corrupted in place.
     With ``value_empty`` given, RHS positions not yet solved in ``S_k`` hold that index instead of
-    whatever ``tokens`` holds there.
+    whatever ``tokens`` holds there. (The math is the kernels' shared reference, with this
+    tokenizer's VALUE factor.)
     """
-    if num_iters < 1:
-        raise ValueError(f"num_iters={num_iters} must be >= 1")
-    steps = torch.arange(num_iters + 1, device=depth.device).view(-1, 1, 1)
-    is_rhs = depth >= 0
-    solved = is_rhs & (depth < steps)  # [K+1, B, L]
-    unsolved_value = tokens[..., VALUE]
-    if value_empty is not None:
-        unsolved_value = torch.where(is_rhs, value_empty, unsolved_value)
-    states = tokens.unsqueeze(0).repeat(num_iters + 1, 1, 1, 1)
-    states[..., VALUE] = torch.where(solved, labels[..., VALUE], unsolved_value)
-    return states[:-1].clone(), states[1:]
+    return teacher_states_reference(tokens, labels, depth, num_iters, value_factor=VALUE, value_empty=value_empty)
 
 
 def input_depth(tokens: torch.Tensor, vocab: Vocab) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Sampling random arithmetic DAGs, many at once (SPEC §1.1–1.3).
+"""Sampling random arithmetic DAGs, many at once (docs/method.md §1.1–1.3).
 
 The graphs of one block are built together: the only Python loop runs over the creation index
 ``t`` (a node's parents must exist before it), and every step works on all graphs of the block
@@ -40,7 +40,7 @@ class GraphBlock:
 
 
 def sample_graphs(config: DagConfig, rng: np.random.Generator, count: int) -> GraphBlock:
-    """Draw ``count`` independent graphs (SPEC §1.1), in the sequence order of §1.2, named per §1.3."""
+    """Draw ``count`` independent graphs (docs/method.md §1.1), in the sequence order of §1.2, named per §1.3."""
     B, n, F = count, config.num_nodes, config.max_fan_in
     leaves, p = config.num_leaf_nodes, config.mod_val
     rows = np.arange(B)
@@ -104,7 +104,7 @@ def sample_graphs(config: DagConfig, rng: np.random.Generator, count: int) -> Gr
 
 
 def equation_order(parents: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """The order of networkx ``topological_sort`` on each graph (SPEC §1.2), as creation indices.
+    """The order of networkx ``topological_sort`` on each graph (docs/method.md §1.2), as creation indices.
 
     networkx emits Kahn generations (= depth levels here). Within a level a node is emitted while
     its latest-emitted parent is processed, children of one parent in creation order; so the key is

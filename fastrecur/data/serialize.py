@@ -1,4 +1,4 @@
-"""Writing graphs as token sequences (SPEC §1.4) and the authors' saved tensors (§1.6).
+"""Writing graphs as token sequences (docs/method.md §1.4) and the authors' saved tensors (§1.6).
 
 Every sequence position is computed directly: which equation it falls in (a cumulative count of
 equation starts) and its offset there decide the token. No loop over tokens or graphs.
@@ -10,7 +10,8 @@ import numpy as np
 
 from .config import DagConfig
 from .graphs import GraphBlock
-from .vocab import SYN_EQ, SYN_EQ_SEP, SYN_OPERATION, SYN_PAD, SYN_VALUE, SYN_VARIABLE, Vocab
+from .vocab import FACTORS, FALSE, OPERATION, RESET_FACTORS, SYNTAX, VALUE, VARIABLE, Vocab
+from .vocab import SYN_EQ, SYN_EQ_SEP, SYN_OPERATION, SYN_PAD, SYN_VALUE, SYN_VARIABLE
 
 
 def serialize(block: GraphBlock, config: DagConfig, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
@@ -52,18 +53,18 @@ def serialize(block: GraphBlock, config: DagConfig, vocab: Vocab) -> tuple[np.nd
     is_sep = in_sequence & (j == 2 * w + 1)
 
     operand = block.parents[rows, at, np.minimum(j // 2, F - 1)]
-    labels = np.empty((B, L, 6), dtype=np.int64)
-    labels[..., 0] = np.select(
+    labels = np.empty((B, L, len(FACTORS)), dtype=np.int64)
+    labels[..., SYNTAX] = np.select(
         [is_const, is_operand | is_rhs, is_op, is_eq, is_sep],
         [SYN_VALUE, SYN_VARIABLE, SYN_OPERATION, SYN_EQ, SYN_EQ_SEP],
         default=SYN_PAD,
     )
     operand_name = np.where(is_operand, block.name[rows, operand], vocab.var_na)
-    labels[..., 1] = np.where(is_rhs, block.name[rows, at], operand_name)
-    labels[..., 2] = np.where(is_op, block.ops[rows, at, np.minimum((j + 1) // 2, F - 1)], vocab.op_na)
+    labels[..., VARIABLE] = np.where(is_rhs, block.name[rows, at], operand_name)
+    labels[..., OPERATION] = np.where(is_op, block.ops[rows, at, np.minimum((j + 1) // 2, F - 1)], vocab.op_na)
     hidden = np.where(is_operand, vocab.value_empty, vocab.value_na)
-    labels[..., 3] = np.where(is_const | is_rhs, block.value[rows, at], hidden)
-    labels[..., 4:] = 0
+    labels[..., VALUE] = np.where(is_const | is_rhs, block.value[rows, at], hidden)
+    labels[..., list(RESET_FACTORS)] = FALSE  # REGRET and MODIFICATION: always FALSE in data
 
     # dataset_info rows [depth, operand 1, op 2, operand 2, …], one per equation, at the RHS position.
     parents = block.parents[rows, node]  # [B, n, F] in fold order

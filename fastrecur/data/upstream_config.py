@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..yaml_loading import load_yaml
 from .config import DagConfig
 from .vocab import Vocab
 
@@ -61,7 +62,7 @@ def read_data_config(path: str, num_vars: int | None = None, num_samples: int | 
     """Parse ``path``; ``num_vars`` / ``num_samples`` override the name pool / every split's size."""
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            raw = load_yaml(f)
     except OSError as exc:
         raise ConfigError(f"cannot read data config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -1,4 +1,4 @@
-"""The factored tokenizer (SPEC §1.5): every position is six indices, one per factor.
+"""The factored tokenizer (docs/method.md §1.5): every position is six indices, one per factor.
 
 Index layout, identical to the authors' tokenizer:
 
@@ -25,8 +25,17 @@ import torch
 
 from ..errors import ConfigError, DataFormatError
 
+# The one definition of the factor layout: names and indices, in factor order. Everything else in
+# fastrecur (model heads, losses, metrics, checkpoints) and the arguments it passes to the kernels
+# come from here.
 FACTORS = ("SYNTAX", "VARIABLE", "OPERATION", "VALUE", "REGRET", "MODIFICATION")
 SYNTAX, VARIABLE, OPERATION, VALUE, REGRET, MODIFICATION = range(6)
+# Factors 0–3 carry the computation: they are trained (loss weight 1) and scored in evaluation.
+SCORED_FACTORS = (SYNTAX, VARIABLE, OPERATION, VALUE)
+# REGRET and MODIFICATION are always FALSE in data and their heads are never trained (loss weight 0):
+# a rollout resets them to FALSE after every step (docs/method.md §3.1).
+RESET_FACTORS = (REGRET, MODIFICATION)
+FALSE = 0  # index of FALSE in the REGRET and MODIFICATION vocabularies
 
 SYNTAX_TOKENS = ("VARIABLE", "OPERATION", "VALUE", "<PAD>", "<UNK>", "=", "<EQ_SEP>")
 SYN_VARIABLE, SYN_OPERATION, SYN_VALUE, SYN_PAD, SYN_UNK, SYN_EQ, SYN_EQ_SEP = range(7)
@@ -34,7 +43,7 @@ SYN_VARIABLE, SYN_OPERATION, SYN_VALUE, SYN_PAD, SYN_UNK, SYN_EQ, SYN_EQ_SEP = r
 KNOWN_OPS = ("ADD", "SUB", "MUL")
 NA = "N/A"
 EMPTY = "EMPTY"
-BOOL_TOKENS = ("FALSE", "TRUE")
+BOOL_TOKENS = ("FALSE", "TRUE")  # index FALSE = 0, TRUE = 1
 
 # vocab.json keys of the per-factor index→token tables, in factor order.
 _JSON_TABLES = ("syntax", "variable", "operation", "value", "regret", "modification")
@@ -209,7 +218,7 @@ class Vocab:
             raise DataFormatError(f"{source}: {exc}") from None
         if [list(t) for t in vocab.tables()] != tables or list(data["factors"]) != list(FACTORS):
             raise DataFormatError(
-                f"{source}: factor tables do not follow the tokenizer layout (SPEC §1.5) for "
+                f"{source}: factor tables do not follow the tokenizer layout (docs/method.md §1.5) for "
                 f"{vocab.num_vars} variables, ops {list(vocab.ops)}, mod_val {vocab.mod_val}"
             )
         if list(data["vocab_sizes"]) != list(vocab.sizes):

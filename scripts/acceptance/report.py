@@ -73,7 +73,7 @@ def targets(sections: dict, attention_shapes: list[str], lengths: list[int], eva
     fast_steps = [t for t in (step("triton"), step("triton-compiled")) if t is not None]
     best = min(fast_steps) if fast_steps else None
     floor = _item(sections, "speed_train", f"train step L{length} triton") or {}
-    out.append(_target(f"training step L = {length} ≤ 2× the PERF.md floor (best triton variant)",
+    out.append(_target(f"training step L = {length} ≤ 2× the docs/performance.md floor (best triton variant)",
                        _ratio(best, floor.get("floor_ms")), "<=", 2.0, dry_run))  # fmt: skip
     out.append(_target(f"training step L = {length} ≥ 10× the eager reference", _ratio(step("reference"), best), ">=", 10.0, dry_run))
     out.append(_target(f"training step L = {length} ≥ 3× the compiled reference", _ratio(step("reference-compiled"), best), ">=", 3.0, dry_run))
@@ -142,7 +142,7 @@ def _section_md(section: dict) -> list[str]:
         rows = [[i["item"], i.get("skipped") or i.get("median_ms"), i.get("x_floor"), i.get("tokens_per_s"), i.get("tflops"),
                  i.get("gbps"), i.get("peak_mem_gib")] for i in items if i.get("status") == "info"]  # fmt: skip
         lines += _table(["step", "ms", "× floor", "tokens/s", "model TFLOP/s¹", "GB/s¹", "peak GiB"], rows)
-        lines += ["¹ from PERF.md §6.2–6.3's count of the step's FLOPs and ideal bytes (not measured counters).", ""]
+        lines += ["¹ from docs/performance.md §1–2: its count of the step's FLOPs and ideal bytes (not measured counters).", ""]
     elif name == "speed_eval":
         rows = [[i["item"], i.get("skipped") or i.get("median_ms"), i.get("graphs_per_s"), i.get("fully_solved"), i.get("peak_mem_gib")]
                 for i in items if i.get("status") == "info"]  # fmt: skip

@@ -20,6 +20,7 @@ class Sizes:
     fused: dict  # bench/test_fused_ops shape (tokens, hidden, batch, length, steps)
     e2e: dict  # bench/e2e shape (config, overrides, graphs, lengths, eval_nodes, eval_graphs)
     curve_steps: int = 20  # the seeded loss curve
+    compiled_steps: int = 2  # the torch.compile'd step against eager: the second after an optimizer step
     rollout_graphs: int = 64  # closed-loop rollouts compared between backends
     eval_graphs: int = 256  # graphs of the timed n = 128 evaluation
     warmup: int = 3
@@ -41,6 +42,7 @@ def sizes(dry_run: bool) -> Sizes:
         FUSED_SHAPES["smoke"],
         e2e_shapes("smoke"),
         curve_steps=3,
+        compiled_steps=1,
         rollout_graphs=4,
         eval_graphs=4,
         warmup=0,

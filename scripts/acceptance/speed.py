@@ -20,7 +20,7 @@ import tempfile
 
 import torch
 
-from .kernels_api import bottleneck_reference, factor_loss_reference, ops
+from .kernels_api import bottleneck_reference, corrupt_teacher_states_reference, factor_loss_reference, gumbel_noise, ops
 from .measure import free_memory, rates, time_fn
 from .runner import Item, time_left
 from .shapes import Sizes
@@ -110,11 +110,9 @@ def measured_bandwidth(workdir: str) -> float | None:
 
 def fused_op_speed(op: str, variant: str, sizes: Sizes, device, workdir: str) -> dict:
     from bench.test_fused_ops import (
-        VALUE_VOCAB, VOCAB, WEIGHTS, bottleneck_floor_bytes, loss_floor_bytes, make_heads, make_loss_batch,
-        make_teacher_batch, teacher_floor_bytes,
+        RESET_FACTORS, VALUE_FACTOR, VALUE_VOCAB, VOCAB, WEIGHTS, bottleneck_floor_bytes, loss_floor_bytes, make_heads,
+        make_loss_batch, make_teacher_batch, teacher_floor_bytes,
     )  # fmt: skip
-    from kernels.bottleneck import gumbel_noise_reference
-    from kernels.corrupt import corrupt_teacher_states_reference
 
     def maybe_compiled(fn):
         return torch.compile(fn) if variant == "compiled" else fn
@@ -125,12 +123,13 @@ def fused_op_speed(op: str, variant: str, sizes: Sizes, device, workdir: str) ->
         floor = bottleneck_floor_bytes(z, weight, emb)
         if variant == "triton":
             seeds = iter(range(10**9))
-            fn = lambda: ops.bottleneck(z, weight, bias, emb, VOCAB, tau=1.0 if sample else 0.0, seed=next(seeds))  # noqa: E731
+            fn = lambda: ops.bottleneck(z, weight, bias, emb, VOCAB, reset_factors=RESET_FACTORS,  # noqa: E731
+                                        tau=1.0 if sample else 0.0, seed=next(seeds))  # fmt: skip
         else:
 
             def eager(z, weight, bias, emb):
-                noise = gumbel_noise_reference((z.shape[0], sum(VOCAB)), device=z.device) if sample else None
-                return bottleneck_reference(z, weight, bias, emb, VOCAB, noise=noise)
+                noise = gumbel_noise((z.shape[0], sum(VOCAB)), device=z.device) if sample else None
+                return bottleneck_reference(z, weight, bias, emb, VOCAB, reset_factors=RESET_FACTORS, noise=noise)
 
             ref = maybe_compiled(eager)
             fn = lambda: ref(z, weight, bias, emb)  # noqa: E731
@@ -149,7 +148,7 @@ def fused_op_speed(op: str, variant: str, sizes: Sizes, device, workdir: str) ->
     elif op == "teacher states + corruption":
         inputs, labels, depth = make_teacher_batch(sizes.fused, device)
         steps = sizes.fused["steps"]
-        kw = dict(value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=0.5, strategy="last")
+        kw = dict(value_vocab_size=VALUE_VOCAB, token_prob=0.5, strategy="last", value_factor=VALUE_FACTOR)
         floor = teacher_floor_bytes(depth, steps)
         if variant == "triton":
             seeds = iter(range(10**9))
@@ -209,8 +208,8 @@ def train_step_speed(variant: str, length: int, sizes: Sizes, device) -> dict:
 
 
 TRAIN_VARIANTS = ["triton", "reference", "triton-compiled", "reference-compiled"]
-# PERF.md §6.2–6.4 (derived there for 256 sequences): model FLOPs and ideal HBM bytes of one step,
-# per token, at L = 256 and 1024 — for TFLOP/s and GB/s of the measured steps.
+# docs/performance.md §1–2: a step's model FLOPs and ideal HBM bytes per token (its counts for 65,536
+# tokens at L = 256 and 262,144 at L = 1024), for the TFLOP/s and GB/s of the measured steps.
 STEP_WORK_PER_TOKEN = {256: (3.07e12 / 65_536, 13.3e9 / 65_536), 1024: (14.4e12 / 262_144, 53.4e9 / 262_144)}
 
 

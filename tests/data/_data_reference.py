@@ -1,6 +1,6 @@
-"""Independent, slow references for the data tests, written from SPEC §1 alone.
+"""Independent, slow references for the data tests, written from docs/method.md §1 alone.
 
-Nothing here imports fastrecur: indices are the literal layout of SPEC §1.5, and graphs are
+Nothing here imports fastrecur: indices are the literal layout of docs/method.md §1.5, and graphs are
 parsed token by token in plain Python and checked with networkx.
 """
 
@@ -10,7 +10,7 @@ import random
 
 import networkx as nx
 
-# SPEC §1.5 index layout.
+# docs/method.md §1.5 index layout.
 S_VAR, S_OP, S_VAL, S_PAD, S_UNK, S_EQ, S_SEP = range(7)
 OPS = {"ADD": lambda a, b: a + b, "SUB": lambda a, b: a - b, "MUL": lambda a, b: a * b}
 
@@ -28,7 +28,7 @@ class Equation:
 def parse_sample(labels, info, num_vars, ops, p):
     """Parse and fully check one solved sample (lists of index rows); return its equations in order.
 
-    Asserts the serialization of SPEC §1.4, the label values of §1.6 and the layout of
+    Asserts the serialization of docs/method.md §1.4, the label values of §1.6 and the layout of
     ``dataset_info``; values are checked against the left fold with Python modulo.
     """
     labels = [list(map(int, r)) for r in labels]
@@ -110,7 +110,7 @@ def longest_path_depths(graph):
 
 
 def reference_graph(rng: random.Random, n, leaves, fan_in, max_depth):
-    """Structure of one graph drawn step by step as SPEC §1.1 describes (values are irrelevant to it):
+    """Structure of one graph drawn step by step as docs/method.md §1.1 describes (values are irrelevant to it):
     returns (per-node depths, sequence length)."""
     order = list(range(n))
     rng.shuffle(order)

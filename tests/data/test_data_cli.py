@@ -11,7 +11,7 @@ import yaml
 
 from fastrecur.cli import main
 from fastrecur.compat import load_upstream_dataset
-from fastrecur.commands.gen_data import parse_sizes
+from fastrecur.commands.options import parse_sizes
 from fastrecur.data import Vocab, dataset_spec
 
 
@@ -163,5 +163,5 @@ def test_unusable_config_files(text, tmp_path, capsys):
 
 
 def test_parse_sizes():
-    assert parse_sizes("8:128:8") == list(range(8, 129, 8))
-    assert parse_sizes("8:24:8,256,512,16") == [8, 16, 24, 256, 512]
+    assert parse_sizes("8:128:8", "--ood") == list(range(8, 129, 8))
+    assert parse_sizes("8:24:8,256,512,16", "--ood") == [8, 16, 24, 256, 512]

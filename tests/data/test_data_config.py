@@ -1,4 +1,4 @@
-"""DagConfig validation, sequence lengths and OOD settings (SPEC §1.4, §1.8, §6.1)."""
+"""DagConfig validation, sequence lengths and OOD settings (docs/method.md §1.4, §1.8, §6.1)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_defaults_are_the_authors_training_set():
 
 
 def test_required_length_formula():
-    # 6 leaves · 3 tokens, 26 ternary nodes · 7 tokens, 31 separators (SPEC §1.4).
+    # 6 leaves · 3 tokens, 26 ternary nodes · 7 tokens, 31 separators (docs/method.md §1.4).
     assert required_length(32, 6, 3) == 18 + 26 * 7 + 31 == 231
     assert required_length(128, 6, 3) == 999  # fits the authors' 1024
     assert required_length(4, 1, 3) == 3 + 3 + 5 + 7 + 3  # early nodes have fewer than 3 parents to pick

@@ -1,4 +1,4 @@
-"""Model inputs, teacher states (SPEC §1.7, §4.1), depth from inputs alone, and the dataset object."""
+"""Model inputs, teacher states (docs/method.md §1.7, §4.1), depth from inputs alone, and the dataset object."""
 
 from __future__ import annotations
 

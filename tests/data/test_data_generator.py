@@ -1,4 +1,4 @@
-"""The graph generator against SPEC §1.1–1.4, checked by independent parsing and networkx."""
+"""The graph generator against docs/method.md §1.1–1.4, checked by independent parsing and networkx."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_samples_follow_the_spec(case, seed):
 
 
 def assert_tie_rule(equations) -> None:
-    """SPEC §1.2 without knowing creation order: within a depth level, the rank of each node's
+    """docs/method.md §1.2 without knowing creation order: within a depth level, the rank of each node's
     latest-emitted parent never decreases."""
     rank = {e.rhs_name: r for r, e in enumerate(equations)}
     depth = longest_path_depths(build_graph(equations))
@@ -156,7 +156,7 @@ def test_distribution_matches_a_step_by_step_reference(n, leaves, max_depth, see
 
 
 def test_matches_the_authors_measured_statistics():
-    # SPEC §1.8, measured with the authors' generator: train depth mean 5.53, length mean 179;
+    # docs/method.md §1.8, measured with the authors' generator: train depth mean 5.53, length mean 179;
     # n = 128 unbounded depth: depth mean 11.7, length mean 757.
     train = generate_dataset(config(num_nodes=32, max_depth=6, max_length=256), 2048, seed=5)
     assert abs(train.depth.max(dim=1).values.double().mean() - 5.53) < 0.1

@@ -1,4 +1,4 @@
-"""The authors' dataset files: their fixtures load, check out against SPEC §1 and save back unchanged."""
+"""The authors' dataset files: their fixtures load, check out against docs/method.md §1 and save back unchanged."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_fixtures_check_out(upstream_fixture_dir, name):
         assert all(1 <= len(e.operands) <= 3 for e in equations if e.const is None)
         depth = longest_path_depths(build_graph(equations))
         assert [int(ds.depth[i, e.rhs_pos]) for e in equations] == [depth[e.rhs_name] for e in equations]
-        # SPEC §1.2 in the authors' own output: by depth, then by the latest parent's position.
+        # docs/method.md §1.2 in the authors' own output: by depth, then by the latest parent's position.
         rank = {e.rhs_name: r for r, e in enumerate(equations)}
         keys = [(depth[e.rhs_name], max((rank[u] for u, _ in e.operands), default=-1)) for e in equations]
         assert keys == sorted(keys)

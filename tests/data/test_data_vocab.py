@@ -1,4 +1,4 @@
-"""The factored tokenizer: SPEC §1.5 index layout, vocab.json both ways, encode/decode, printing."""
+"""The factored tokenizer: docs/method.md §1.5 index layout, vocab.json both ways, encode/decode, printing."""
 
 from __future__ import annotations
 

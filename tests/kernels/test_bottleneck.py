@@ -1,13 +1,19 @@
-"""kernels.bottleneck: fused heads → argmax / Gumbel-max → re-embedding, against a float64 reference."""
+"""The bottleneck op: fused heads → argmax / Gumbel-max → re-embedding, against a float64 reference."""
 
+import functools
 
 import pytest
 import torch
 from _stats import chi2_statistic, chi2_upper_quantile
 
-from kernels.bottleneck import bottleneck, bottleneck_reference
+from fastrecur_kernels import ops
+from fastrecur_kernels.reference import bottleneck_reference as _bottleneck_reference
 
 PAPER_VOCAB = (7, 129, 2, 25, 2, 2)
+RESET = (4, 5)  # REGRET and MODIFICATION in fastrecur's layout
+# The tests' default layout; every call may name its own reset factors.
+bottleneck = functools.partial(ops.bottleneck, reset_factors=RESET)
+bottleneck_reference = functools.partial(_bottleneck_reference, reset_factors=RESET)
 
 
 def make_heads(n_tokens, d_model, sizes, dtype, device, seed):
@@ -71,6 +77,17 @@ def test_argmax_tokens_and_embeddings_match_reference(device, poisoned_empty, dt
     assert torch.equal(x[same], ref_x[same])
 
 
+@pytest.mark.parametrize("dtype,tau", [(torch.float32, 0.0), (torch.bfloat16, 0.0), (torch.bfloat16, 1.0)])
+def test_tokens_only_without_an_embedding_table(device, poisoned_empty, dtype, tau):
+    """What fastrecur's evaluator runs: no table, no re-embedding, the same tokens."""
+    z, weight, bias, emb = make_heads(130, 48, PAPER_VOCAB, dtype, device, seed=12)
+    tokens, x = bottleneck(z, weight, bias, None, PAPER_VOCAB, tau=tau, seed=3)
+    with_table, _ = bottleneck(z, weight, bias, emb, PAPER_VOCAB, tau=tau, seed=3)
+    assert x is None
+    assert torch.all(tokens >= 0), "token left unwritten"
+    assert torch.equal(tokens, with_table)
+
+
 def test_exact_ties_pick_the_first_index(device):
     sizes = (7, 129, 2, 25, 2, 2)
     z, weight, bias, emb = make_heads(64, 32, sizes, torch.float32, device, seed=3)
@@ -110,7 +127,7 @@ def test_leading_dims_and_bf16_embedding(device):
 
 def test_gumbel_samples_follow_softmax(device):
     """Every token has the same logits, so the T samples of each factor are i.i.d. draws that
-    must follow softmax(logits) — whatever tau is (SPEC §3.1)."""
+    must follow softmax(logits) — whatever tau is (docs/method.md §3.1)."""
     sizes = (7, 40, 2, 25)
     n_tokens, d_model = 2048, 16
     z, weight, bias, emb = make_heads(1, d_model, sizes, torch.float32, device, seed=5)

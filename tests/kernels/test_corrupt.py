@@ -1,20 +1,27 @@
-"""kernels.corrupt: teacher states exactly, error-correction noise on the right slots at the right rates."""
+"""The corruption op: teacher states exactly, error-correction noise on the right slots at the right rates."""
+
+import functools
 
 import pytest
 import torch
 from _stats import binomial_bounds, chi2_statistic, chi2_upper_quantile
 
-from kernels.corrupt import (
-    STRATEGIES,
-    corrupt_teacher_states,
-    corrupt_teacher_states_reference,
-    corruption_candidates_reference,
-    teacher_states_reference,
-)
+from fastrecur_kernels import ops
+from fastrecur_kernels.reference import CORRUPTION_STRATEGIES as STRATEGIES
+from fastrecur_kernels.reference import corrupt_teacher_states_reference, corruption_candidates_reference
+from fastrecur_kernels.reference import teacher_states_reference as _teacher_states
 
 VALUE = 3
 VALUE_VOCAB = 25  # p + 2 with p = 23
 EMPTY = 24
+# The tests' default layout and settings; every call may name its own.
+corrupt_teacher_states = functools.partial(ops.corrupt_teacher_states, value_factor=VALUE, token_prob=0.5, strategy="last")
+
+
+def teacher_states_reference(input, labels, depth, num_steps, *, value_factor=VALUE):
+    """``[K + 1, B, L, F]``: ``S_0 … S_K``."""
+    inputs, targets = _teacher_states(input, labels, depth, num_steps, value_factor=value_factor)
+    return torch.cat([inputs[:1], targets])
 
 
 def make_batch(batch, length, device, seed, max_depth=5):
@@ -36,8 +43,7 @@ def test_full_corruption_hits_exactly_the_candidates(device, poisoned_empty, str
     inputs, labels, depth = make_batch(3, 70, device, seed=1)
     num_steps = 8  # more iterations than depths: the last targets are the solved state
     x, y, corrupted = corrupt_teacher_states(
-        inputs, labels, depth, num_steps, value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=1.0,
-        strategy=strategy, seed=5,
+        inputs, labels, depth, num_steps, value_vocab_size=VALUE_VOCAB, token_prob=1.0, strategy=strategy, seed=5,
     )  # fmt: skip
     assert torch.all(x >= 0) and torch.all(y >= 0), "token left unwritten"
     assert torch.all(corrupted.view(torch.uint8) <= 1), "mask left unwritten"
@@ -54,7 +60,7 @@ def test_full_corruption_hits_exactly_the_candidates(device, poisoned_empty, str
 
 def test_teacher_states_without_corruption(device):
     inputs, labels, depth = make_batch(2, 50, device, seed=2)
-    x, y, corrupted = corrupt_teacher_states(inputs, labels, depth, 4, value_vocab_size=VALUE_VOCAB, step_prob=0.0)
+    x, y, corrupted = corrupt_teacher_states(inputs, labels, depth, 4, value_vocab_size=VALUE_VOCAB, token_prob=0.0)
     states = teacher_states_reference(inputs, labels, depth, 4)
     assert not corrupted.any()
     assert torch.equal(x, states[:-1]) and torch.equal(y, states[1:])
@@ -66,8 +72,8 @@ def test_tokenwise_rate_within_binomial_bounds(device, strategy):
     inputs, labels, depth = make_batch(8, 128, device, seed=3)
     token_prob, num_steps = 0.3, 7
     _, _, corrupted = corrupt_teacher_states(
-        inputs, labels, depth, num_steps, value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=token_prob,
-        strategy=strategy, seed=11,
+        inputs, labels, depth, num_steps, value_vocab_size=VALUE_VOCAB, token_prob=token_prob, strategy=strategy,
+        seed=11,
     )  # fmt: skip
     candidates = corruption_candidates_reference(depth, num_steps, strategy)
     assert not (corrupted & ~candidates).any(), "corruption outside the candidate slots"
@@ -78,8 +84,7 @@ def test_tokenwise_rate_within_binomial_bounds(device, strategy):
 def test_replacement_values_are_uniform_over_the_value_vocabulary(device):
     inputs, labels, depth = make_batch(8, 128, device, seed=4)
     x, _, corrupted = corrupt_teacher_states(
-        inputs, labels, depth, 7, value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=1.0, strategy="random",
-        seed=12,
+        inputs, labels, depth, 7, value_vocab_size=VALUE_VOCAB, token_prob=1.0, strategy="random", seed=12,
     )  # fmt: skip
     values = x[..., VALUE][corrupted].cpu()
     assert values.numel() > 50 * VALUE_VOCAB
@@ -87,40 +92,9 @@ def test_replacement_values_are_uniform_over_the_value_vocabulary(device):
     assert stat < chi2_upper_quantile(df, alpha=1e-3)
 
 
-def test_step_coin_is_one_draw_per_call(device):
-    """Every program of a call sees the same coin: with token_prob = 1 a call corrupts all
-    candidates or none."""
-    inputs, labels, depth = make_batch(2, 160, device, seed=5)  # 320 positions: 3 kernel programs
-    candidates = corruption_candidates_reference(depth, 1, "random")
-    assert candidates[0, 0].any() and candidates[0, 1, -40:].any(), "need candidates in the first and last program"
-    outcomes = set()
-    for seed in range(16):
-        _, _, corrupted = corrupt_teacher_states(
-            inputs, labels, depth, 1, value_vocab_size=VALUE_VOCAB, step_prob=0.5, token_prob=1.0,
-            strategy="random", seed=seed,
-        )  # fmt: skip
-        hit = bool(corrupted.any())
-        assert torch.equal(corrupted, candidates if hit else torch.zeros_like(candidates))
-        outcomes.add(hit)
-    assert outcomes == {False, True}
-
-
-def test_step_coin_frequency(device):
-    inputs, labels, depth = make_batch(1, 16, device, seed=6)
-    depth[0, 0] = 0  # one candidate, so a corrupted call always shows with token_prob = 1
-    calls, step_prob, hits = 150, 0.25, 0
-    for seed in range(calls):
-        _, _, corrupted = corrupt_teacher_states(
-            inputs, labels, depth, 1, value_vocab_size=VALUE_VOCAB, step_prob=step_prob, token_prob=1.0, seed=seed
-        )
-        hits += int(corrupted.any())
-    lo, hi = binomial_bounds(calls, step_prob, alpha=1e-3)
-    assert lo <= hits <= hi
-
-
 def test_seeds(device):
     inputs, labels, depth = make_batch(4, 64, device, seed=6)
-    kwargs = dict(value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=0.5, strategy="random")
+    kwargs = dict(value_vocab_size=VALUE_VOCAB, token_prob=0.5, strategy="random")
     a = corrupt_teacher_states(inputs, labels, depth, 6, seed=1, **kwargs)
     b = corrupt_teacher_states(inputs, labels, depth, 6, seed=1, **kwargs)
     c = corrupt_teacher_states(inputs, labels, depth, 6, seed=2, **kwargs)
@@ -139,7 +113,7 @@ def test_other_value_factor_and_int32_tokens(device):
     perm = [0, 3, 2, 1, 4, 5]
     inputs, labels = inputs[..., perm].int(), labels[..., perm].int()
     x, y, corrupted = corrupt_teacher_states(
-        inputs, labels, depth, 3, value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=1.0, value_factor=1, seed=3
+        inputs, labels, depth, 3, value_vocab_size=VALUE_VOCAB, token_prob=1.0, value_factor=1, seed=3
     )
     states = teacher_states_reference(inputs, labels, depth, 3, value_factor=1)
     assert x.dtype == torch.int32 and torch.equal(y, states[1:])
@@ -151,12 +125,10 @@ def test_reference_matches_on_its_deterministic_parts(device):
     inputs, labels, depth = make_batch(2, 40, device, seed=8)
     g = torch.Generator(device=device).manual_seed(0)
     x, y, corrupted = corrupt_teacher_states_reference(
-        inputs, labels, depth, 5, value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=1.0, strategy="previous",
+        inputs, labels, depth, 5, value_vocab_size=VALUE_VOCAB, token_prob=1.0, strategy="previous", value_factor=VALUE,
         generator=g,
     )  # fmt: skip
-    kx, ky, kc = corrupt_teacher_states(
-        inputs, labels, depth, 5, value_vocab_size=VALUE_VOCAB, step_prob=1.0, token_prob=1.0, strategy="previous"
-    )
+    kx, ky, kc = corrupt_teacher_states(inputs, labels, depth, 5, value_vocab_size=VALUE_VOCAB, token_prob=1.0, strategy="previous")
     assert torch.equal(y, ky) and torch.equal(corrupted, kc) and torch.equal(x[~corrupted], kx[~kc])
 
 

@@ -1,9 +1,10 @@
-"""kernels.factor_loss: fused multi-factor cross-entropy, gradients and correctness vs. the reference."""
+"""The factor-loss op: fused multi-factor cross-entropy, gradients and correctness vs. the reference."""
 
 import pytest
 import torch
 
-from kernels.factor_loss import factor_loss, factor_loss_reference
+from fastrecur_kernels.ops import factor_loss
+from fastrecur_kernels.reference import factor_loss_reference
 
 PAPER_VOCAB = (7, 129, 2, 25, 2, 2)
 PAPER_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 0.0, 0.0)

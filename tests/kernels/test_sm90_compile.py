@@ -4,7 +4,7 @@ memory, and without spilling registers — no GPU needed.
 Runs scripts/check_sm90_compile.py (TTIR → PTX → cubin through the ptxas in the triton wheel) in a
 subprocess without the interpreter. The cases are each kernel module's ``sm90_compile_cases()``,
 generated from the table its launcher reads, so every launch configuration is checked. The only
-spills allowed are the rows ``kernels.relpos_attention.SM90_KNOWN_SPILLS`` lists (configurations
+spills allowed are the rows ``fastrecur_kernels.relpos_attention.SM90_KNOWN_SPILLS`` lists (configurations
 no shipped config launches on a GPU: see bench/RESULTS.md). The GPU image's Triton 3.6 is checked
 the same way by hand (bench/RESULTS.md says how).
 """
@@ -16,11 +16,11 @@ import sys
 
 import pytest
 
-from kernels import bottleneck, corrupt, factor_loss, relpos_attention
+from fastrecur_kernels import bottleneck, corrupt, factor_loss, relpos_attention
 
 REPO_ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-MODULES = {"kernels.relpos_attention": relpos_attention, "kernels.bottleneck": bottleneck,
-           "kernels.factor_loss": factor_loss, "kernels.corrupt": corrupt}  # fmt: skip
+MODULES = {"fastrecur_kernels.relpos_attention": relpos_attention, "fastrecur_kernels.bottleneck": bottleneck,
+           "fastrecur_kernels.factor_loss": factor_loss, "fastrecur_kernels.corrupt": corrupt}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -1,58 +1,56 @@
-"""The ``triton`` backend: the fused kernels of ``kernels/`` in the training and evaluation step.
+"""The ``triton`` backend: the fused kernels of ``fastrecur_kernels`` in the training and evaluation step.
 
-Same weights, same checkpoints, same math as the ``reference`` backend (``fastrecur.backends``):
+Same weights, same checkpoints, same math as the ``reference`` backend:
 
 * attention — the flash kernel with in-kernel relative positions (no ``[B, H, L, L]`` tensors);
-* teacher states + error-correction noise — one pass (``kernels.corrupt``);
+* teacher states + error-correction noise — one pass;
 * loss — one head GEMM (cuBLAS) into a row-padded logits buffer, then the fused six-factor
-  cross-entropy with per-token correctness (``kernels.factor_loss``);
-* evaluation step — heads → argmax → next tokens without writing logits (``kernels.bottleneck``).
+  cross-entropy with per-token correctness;
+* evaluation step — heads → argmax → next tokens without writing logits.
 
-All kernels go through the ``torch.library`` custom ops of ``kernels.ops``, so ``torch.compile`` can
-wrap the step without graph breaks. On a CPU the kernels run in Triton's interpreter (slow; used to
-check equivalence with the reference in CI).
+All kernels go through the ``torch.library`` custom ops of ``fastrecur_kernels.ops``, so
+``torch.compile`` can wrap the step without graph breaks. On a CPU the kernels run in Triton's
+interpreter (slow; used to check equivalence with the reference in CI).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .backends import LossOutput, TeacherBatch
-from .errors import ConfigError
-from .model import RecurrentTransformer
+from fastrecur_kernels.interpreter import use_interpreter
+from fastrecur_kernels.reference import FactorLoss
+
+from ..data.vocab import RESET_FACTORS, VALUE
+from ..errors import ConfigError
+from ..model import RecurrentTransformer
+from .base import Backend, LossOutput, TeacherBatch, core_model
 
 LOGITS_ROW_ALIGN = 8  # pad the logits' rows (ΣV = 167 → 168) so the loss kernel's row loads are aligned
 
 
 def _import_ops(device: torch.device):
-    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        import sys
-
-        if "kernels.relpos_attention" in sys.modules:
-            raise ConfigError(
-                "backend 'triton' on the CPU needs Triton's interpreter, but the kernels were already imported "
-                "without it: set TRITON_INTERPRET=1 before starting Python"
-            )
-        os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of the kernels
     try:
-        from kernels import ops
+        use_interpreter(device.type)  # on a CPU the kernels must be defined in the interpreter
+    except RuntimeError as exc:
+        raise ConfigError(f"backend 'triton' on the CPU: {exc}") from None
+    try:
+        from fastrecur_kernels import ops
     except ImportError as exc:
         raise ConfigError(f"backend 'triton' needs the triton package ({exc}); use backend=reference") from exc
     return ops
 
 
-def unwrap(model) -> RecurrentTransformer:
-    """The ``RecurrentTransformer`` under DDP and ``torch.compile`` wrappers."""
-    while not isinstance(model, RecurrentTransformer):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
-    return model
+def _core(model) -> RecurrentTransformer:
+    core = core_model(model)
+    if core is None:
+        raise TypeError(f"the triton backend needs a RecurrentTransformer, got {type(model).__name__}")
+    return core
 
 
-class TritonBackend:
+class TritonBackend(Backend):
     name = "triton"
 
     def __init__(self, device: torch.device):
@@ -65,12 +63,13 @@ class TritonBackend:
     def teacher_batch(
         self, tokens, labels, depth, num_iters, *, corrupt, strategy, token_prob, value_vocab_size, generator
     ) -> TeacherBatch:
-        # The step coin was already thrown on the host; the kernel's own coin is then certain.
+        # The kernel's noise is keyed by this seed, drawn on every step (corrupted or not) so that
+        # the generator advances the same way either way.
         seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
         inputs, targets, corrupted = self.ops.corrupt_teacher_states(
             tokens, labels, depth, num_iters,
-            value_vocab_size=value_vocab_size, step_prob=1.0 if corrupt else 0.0, token_prob=token_prob,
-            strategy=strategy, seed=seed,
+            value_vocab_size=value_vocab_size, token_prob=token_prob if corrupt else 0.0,
+            strategy=strategy, value_factor=VALUE, seed=seed,
         )  # fmt: skip
         return TeacherBatch(inputs, targets, corrupted if corrupt else None)
 
@@ -93,7 +92,7 @@ class TritonBackend:
         token_mask: Optional[torch.Tensor],
         normalizer: Optional[float] = None,
     ) -> LossOutput:
-        core = unwrap(model)
+        core = _core(model)
         sizes = core.config.vocab_sizes
         z = model(inputs, hidden=True)  # through the wrapper, so DDP's hooks see the forward pass
         weight, bias = self.padded_heads(core)
@@ -106,14 +105,15 @@ class TritonBackend:
             count = mask.sum() if mask is not None else torch.tensor(float(N * L), device=z.device)
             total = total * (count / normalizer)
             per_factor = per_factor * (count / normalizer)
-        return LossOutput(total, per_factor.detach(), out.correct.view(N, L, -1))
+        return FactorLoss(total, per_factor.detach(), out.correct.view(N, L, -1))
 
     @torch.no_grad()
     def decode_step(self, model, state: torch.Tensor) -> torch.Tensor:
-        core = unwrap(model)
+        core = _core(model)
         z = model(state, hidden=True)
+        # Tokens only: the next iteration goes through the model, which embeds them itself.
         tokens, _ = self.ops.bottleneck(
-            z, core.head_weight(), core.head_bias(), core.embedding_weight().to(z.dtype), core.config.vocab_sizes
+            z, core.head_weight(), core.head_bias(), None, core.config.vocab_sizes, reset_factors=RESET_FACTORS
         )
         return tokens
 

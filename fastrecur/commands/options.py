@@ -1,0 +1,46 @@
+"""What several commands share: the ``--nvtx``, ``--backend`` and ``--device`` options and the one
+grammar of size lists (``8:128:8,256``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+
+
+def add_nvtx_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nvtx", action="store_true", help="emit NVTX ranges (for Nsight Systems)")
+
+
+def enable_nvtx_if_asked(args: argparse.Namespace) -> None:
+    if args.nvtx:
+        from ..profiling import enable_nvtx
+
+        enable_nvtx()
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--device`` (read by ``fastrecur.backends.resolve_backend`` / ``resolve_device``)."""
+    parser.add_argument("--backend", choices=["auto", "reference", "triton"], default="auto")
+    parser.add_argument("--device", default="auto")
+
+
+def parse_sizes(text: str, option: str) -> list[int]:
+    """``"8:128:8,256"`` → ``[8, 16, …, 128, 256]``: comma-separated single sizes and
+    ``START:STOP:STEP`` ranges (STOP included); duplicates dropped, order kept. ``option`` names
+    the command-line option in errors."""
+    sizes: list[int] = []
+    try:
+        for item in text.split(","):
+            parts = [int(p) for p in item.split(":")]
+            if len(parts) == 1:
+                sizes.append(parts[0])
+            elif len(parts) == 3 and parts[2] > 0:
+                sizes.extend(range(parts[0], parts[1] + 1, parts[2]))
+            else:
+                raise ValueError
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected sizes like 8:128:8 (START:STOP:STEP) or 256,512") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"{option} {text!r}: sizes must be positive graph sizes")
+    return list(dict.fromkeys(sizes))
