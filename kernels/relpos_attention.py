@@ -658,8 +658,9 @@ def _pow2(n: int, minimum: int = 16) -> int:
 # The one table of H100/H200 (sm_90) launch configurations: (kernel, operand dtype, padded head dim)
 # → (BLOCK_M queries, BLOCK_N keys, warps, pipeline stages). The launcher reads it, and
 # ``sm90_compile_cases`` compiles every row (scripts/check_sm90_compile.py, tests/kernels/
-# test_sm90_compile.py: no row may spill registers). Chosen from ptxas's register reports under
-# Triton 3.6 and 3.9 (not yet timed on a GPU): the largest tiles that do not spill. fp32 operands
+# test_sm90_compile.py: no row may spill registers but those in SM90_KNOWN_SPILLS). Chosen from
+# ptxas's register reports under Triton 3.6 and 3.9 (not yet timed on a GPU): the largest tiles that
+# do not spill, or the smallest where every tile does. fp32 operands
 # (3xTF32 products: every operand split in two, three MMAs) need far smaller tiles than bf16, and
 # wider head dims narrow the tiles; a band of W = 64 then spans more key tiles per query block.
 # fp16 uses the bf16 rows (same sizes).
