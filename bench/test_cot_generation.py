@@ -1,4 +1,4 @@
-"""Greedy CoT generation (docs/method.md §9.4): batched with a KV cache against recomputing the
+"""Greedy CoT generation (docs/method.md §10.4): batched with a KV cache against recomputing the
 prefix, and against the authors' decoding (one graph at a time, no cache), side by side.
 
 Run:  python -m pytest bench/test_cot_generation.py --benchmark-only

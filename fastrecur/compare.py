@@ -1,4 +1,4 @@
-"""The paper's comparison (docs/method.md §9): every arm trained on the same data stream with the same
+"""The paper's comparison (docs/method.md §10): every arm trained on the same data stream with the same
 budget, swept over the same out-of-distribution sizes, reported in one table and one plot.
 
 An arm is a config of ``train`` — a few switches laid over the base config — and one or more

@@ -108,7 +108,7 @@ class TrainSettings:
     ckpt_every: int = 1000
     out_dir: str = "runs/run"
     time_limit_s: Optional[float] = None  # stop (and checkpoint) after this much training time
-    # The paper's comparisons (docs/method.md §9). The method: discrete, per_iteration, D+1 iterations.
+    # The paper's comparisons (docs/method.md §10). The method: discrete, per_iteration, D+1 iterations.
     latent: str = "discrete"  # discrete: decoded tokens fed back (the bottleneck); continuous: the hidden state
     supervision: str = "per_iteration"  # per_iteration: teacher states; final_state: the solved sequence only
     iterations: Optional[int] = None  # continuous latent: a fixed count (None: D+1 of each batch)
@@ -177,7 +177,7 @@ class SweepSettings:
 
 @dataclass
 class CompareSettings:
-    """``fastrecur compare`` (docs/method.md §9): the arms to run and how the baselines are built."""
+    """``fastrecur compare`` (docs/method.md §10): the arms to run and how the baselines are built."""
 
     arms: list = field(default_factory=lambda: ["all"])  # arm names (fastrecur.compare.ARMS) or "all"
     baseline_positions: str = "rope"  # feedforward, e2e-recurrent and CoT baselines: rope (authors) or relative
@@ -310,7 +310,7 @@ def apply_override(raw: dict, item: str) -> None:
 
 
 def _check_arm_switches(architecture: str, t: TrainSettings) -> None:
-    """The combinations of the comparison switches that mean something (docs/method.md §9)."""
+    """The combinations of the comparison switches that mean something (docs/method.md §10)."""
     continuous = t.latent == "continuous"
     if architecture == "cot":
         changed = [k for k, v in (("latent", continuous), ("supervision", t.supervision != "per_iteration"),

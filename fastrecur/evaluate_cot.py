@@ -1,4 +1,4 @@
-"""Evaluation of the chain-of-thought baseline (docs/method.md §9.4): greedy generation after each
+"""Evaluation of the chain-of-thought baseline (docs/method.md §10.4): greedy generation after each
 prompt, scored against the reference CoT of the same graphs.
 
 Generation runs exactly as many tokens as the reference CoT (``fastrecur.generation``), batched,

@@ -1,4 +1,4 @@
-"""Greedy generation for the chain-of-thought baseline (docs/method.md §9.4), batched, with a KV cache.
+"""Greedy generation for the chain-of-thought baseline (docs/method.md §10.4), batched, with a KV cache.
 
 The authors decode one graph at a time and recompute the whole prefix for every new token (no
 cache, cubic in the length). Here a batch of prompts of different lengths advances in lockstep,

@@ -1,11 +1,11 @@
 """The recurrent block: factored embedding → pre-LN Transformer with DeBERTa-style relative
 attention → six per-factor heads (docs/method.md §2); and the chain-of-thought baseline on the same
-encoder (docs/method.md §9).
+encoder (docs/method.md §10).
 
 One forward pass is *one* iteration of the recurrence; the discrete bottleneck that feeds the
 decoded tokens back in lives in ``fastrecur.recurrence``.
 
-``ModelConfig`` switches for the paper's comparisons (docs/method.md §9):
+``ModelConfig`` switches for the paper's comparisons (docs/method.md §10):
 
 * ``architecture`` — ``recurrent`` (the block, applied once per iteration), ``feedforward`` (the
   same modules applied exactly once: no weight sharing across depth, the authors' feedforward
@@ -183,7 +183,7 @@ class RelativePositionTable(nn.Module):
 
 def rotate(x: torch.Tensor, offset: int, base: float) -> torch.Tensor:
     """Rotary positions (RoPE): channel pair ``(2m, 2m+1)`` of position ``t = offset + i`` rotated by
-    the angle ``t · base^(−2m/d)`` (the authors' baselines, docs/method.md §9.3). ``x`` ``[B, H, L, d]``.
+    the angle ``t · base^(−2m/d)`` (the authors' baselines, docs/method.md §10.3). ``x`` ``[B, H, L, d]``.
     Angles are computed for the positions at hand, so any length works (no table to outgrow)."""
     L, d = x.shape[-2], x.shape[-1]
     compute = torch.promote_types(x.dtype, torch.float32)
@@ -407,7 +407,7 @@ class RecurrentTransformer(EncoderModel):
 
 
 class CoTTransformer(EncoderModel):
-    """The chain-of-thought baseline (docs/method.md §9.4): tokens of one vocabulary ``[B, L]`` →
+    """The chain-of-thought baseline (docs/method.md §10.4): tokens of one vocabulary ``[B, L]`` →
     embedding → the same encoder, applied once → one head → next-token logits ``[B, L, V]``."""
 
     def __init__(self, cfg: ModelConfig):

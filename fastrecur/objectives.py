@@ -1,4 +1,4 @@
-"""The losses of the paper's other arms (docs/method.md §9); the method's own step is in ``train``.
+"""The losses of the paper's other arms (docs/method.md §10); the method's own step is in ``train``.
 
 * ``unrolled_loss`` — continuous latent recurrence: one forward pass unrolls ``K`` iterations from
   the input ``S_0`` (``h_{t+1} = Encoder(h_t)``, the heads reading each ``h_t``) and one backward

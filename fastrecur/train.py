@@ -16,7 +16,7 @@ Checkpoints hold model, optimizer, scheduler, RNG states, step and config (``fas
 they are written atomically, and ``--resume`` continues a run so that its losses equal those of an
 uninterrupted run.
 
-The paper's other arms (docs/method.md §9) replace steps 1–3 (``fastrecur.objectives``): with
+The paper's other arms (docs/method.md §10) replace steps 1–3 (``fastrecur.objectives``): with
 ``train.latent: continuous`` one forward pass unrolls the continuous recurrence from ``S_0`` and one
 backward goes through it (BPTT, optionally truncated), supervised per iteration or on the final
 state only; ``model.architecture: cot`` trains next-token prediction on the CoT serialization of the
@@ -116,7 +116,7 @@ class Trainer:
         self.model = build_model(cfg.model).to(self.device)
         self.backend = resolve_backend(self.tcfg.backend, self.device)
         self.backend.bind(self.model)
-        # What one step computes (docs/method.md §4.2, §9): the method's teacher-forced pass, the
+        # What one step computes (docs/method.md §4.2, §10): the method's teacher-forced pass, the
         # unrolled continuous recurrence, or next-token prediction.
         self.unrolled = self.tcfg.latent == "continuous"
         self.forward_loss = self._next_token if self.cot else self._unrolled if self.unrolled else self._teacher_forced
@@ -216,7 +216,7 @@ class Trainer:
         return self.tcfg.iterations or int(depth.max()) + 1
 
     def _prepare_cot(self, batch: GraphDataset) -> StepBatch:
-        """The CoT sequences of the batch's graphs (docs/method.md §9.4): trimmed to the longest
+        """The CoT sequences of the batch's graphs (docs/method.md §10.4): trimmed to the longest
         (``trim``) or at the longest these graphs can be (``faithful``, the authors' fixed length);
         the loss counts the next tokens from ``<COT>`` on — real ones (``trim``) or all, pads
         included (``faithful``, as the authors)."""
@@ -292,7 +292,7 @@ class Trainer:
         }
 
     def _unrolled(self, sb: StepBatch) -> dict:
-        """Continuous latent (docs/method.md §9.1–9.3): one unrolled forward from ``S_0``, supervised
+        """Continuous latent (docs/method.md §10.1–10.3): one unrolled forward from ``S_0``, supervised
         by the teacher states ``S_1 … S_K`` or by the solved sequence only."""
         if self.tcfg.supervision == "per_iteration":
             with nvtx_range("teacher"):
@@ -308,7 +308,7 @@ class Trainer:
             )  # fmt: skip
 
     def _next_token(self, sb: StepBatch) -> dict:
-        """The CoT baseline (docs/method.md §9.4): next-token cross-entropy from ``<COT>`` on."""
+        """The CoT baseline (docs/method.md §10.4): next-token cross-entropy from ``<COT>`` on."""
         self.train_model.train()
         with nvtx_range("forward_loss"), self.autocast():
             return next_token_loss(self.train_model, sb.tokens, sb.token_mask, sb.normalizer)

@@ -12,7 +12,7 @@ Metrics, per iteration ``k`` (input ``S_k``, target ``S_{k+1}``) and factor ``f`
 * ``recorrected`` — VALUE accuracy on corrupted slots (steps with corruption only);
 * ``loss``, ``loss/<factor>`` — means over the interval.
 
-With final-state supervision (``final_state=True``, docs/method.md §9.2) only the last iteration is
+With final-state supervision (``final_state=True``, docs/method.md §10.2) only the last iteration is
 read: ``acc/<factor>/final``, ``seq_acc/<factor>/final`` and ``value/final`` (all node values).
 ``NextTokenMetrics`` serves the chain-of-thought baseline.
 """

@@ -5,7 +5,8 @@ Only torch is needed here (no Triton), so the readable backend runs on any machi
 the definition its kernel is tested against, written for clarity rather than speed (attention
 materializes every ``[B, H, L, L]`` score):
 
-* relative-position attention — ``relpos_attention_reference`` (docs/method.md §2.3);
+* relative-position attention — ``relpos_attention_reference``, and the probabilities it weights
+  ``v`` with, ``relpos_attention_probs_reference`` (docs/method.md §2.3);
 * the discrete bottleneck — ``decode_reference`` (logits → tokens) and ``bottleneck_reference``
   (hidden state → heads → tokens → re-embedding) (§3.1);
 * the six-factor loss — ``factor_loss_reference`` (§4.3);
@@ -60,14 +61,14 @@ def attention_scale(head_dim: int, pos_k: Optional[Tensor], pos_q: Optional[Tens
 
 
 def check_attention_inputs(q, k, v, pos_k, pos_q, window: int, shift: int) -> None:
-    """Raise a clear ValueError when the arguments do not fit the attention interface."""
+    """Raise a clear ValueError when the arguments do not fit the attention interface (``v`` may be
+    None when only the probabilities are asked for)."""
     for name, t in (("q", q), ("k", k), ("v", v), ("pos_k", pos_k), ("pos_q", pos_q)):
         if t is not None and not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(
-            f"q, k, v must all be [B, H, L, d]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
+    if q.dim() != 4 or k.shape != q.shape or (v is not None and v.shape != q.shape):
+        shapes = ", ".join(str(tuple(t.shape)) for t in (q, k, v) if t is not None)
+        raise ValueError(f"q, k{', v' if v is not None else ''} must all be [B, H, L, d]; got {shapes}")
     if not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be an int >= 1, got {window!r}")
     if not isinstance(shift, int) or not 0 <= shift < window:
@@ -76,6 +77,47 @@ def check_attention_inputs(q, k, v, pos_k, pos_q, window: int, shift: int) -> No
     for name, table in (("pos_k", pos_k), ("pos_q", pos_q)):
         if table is not None and tuple(table.shape) != (window, H, d):
             raise ValueError(f"{name} must be [window, H, d] = {(window, H, d)}, got {tuple(table.shape)}")
+
+
+def relpos_attention_probs_reference(
+    q: Tensor,
+    k: Tensor,
+    pos_k: Optional[Tensor],
+    pos_q: Optional[Tensor],
+    *,
+    window: int = 64,
+    shift: int = 0,
+    causal: bool = True,
+    first_query: int = 0,
+) -> Tensor:
+    """The attention probabilities ``softmax_j S(i, j)`` of the queries ``i ≥ first_query``:
+    ``[B, H, L − first_query, L]``, in at least float32 (float64 stays float64).
+
+    ``relpos_attention_reference`` multiplies them by ``v``; interpretability tools read them
+    directly, and ``first_query = L − 1`` gives the last query's row without the ``[B, H, L, L]`` rest.
+    """
+    check_attention_inputs(q, k, None, pos_k, pos_q, window, shift)
+    B, H, L, d = q.shape
+    if not 0 <= first_query < max(L, 1):
+        raise ValueError(f"first_query must be in [0, L) = [0, {L}), got {first_query}")
+    q = q[:, :, first_query:]
+    bucket = relative_buckets(L, L, window, shift, device=q.device)[first_query:]  # [L(i ≥ first_query), L(j)]
+    index = bucket.expand(B, H, *bucket.shape)
+
+    scores = q @ k.transpose(-1, -2)  # content→content
+    if pos_k is not None:  # c2p: q_i · K^r[r(i, j)]
+        c2p = torch.einsum("bhid,whd->bhiw", q, pos_k)  # [B, H, L(i), W]
+        scores = scores + torch.gather(c2p, 3, index)
+    if pos_q is not None:  # p2c: k_j · Q^r[r(i, j)]
+        p2c = torch.einsum("bhjd,whd->bhwj", k, pos_q)  # [B, H, W, L(j)]
+        scores = scores + torch.gather(p2c, 2, index)
+    scores = scores * attention_scale(d, pos_k, pos_q)
+
+    if causal:
+        future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)[first_query:]
+        scores = scores.masked_fill(future, float("-inf"))
+    softmax_dtype = torch.promote_types(scores.dtype, torch.float32)
+    return torch.softmax(scores.to(softmax_dtype), dim=-1)
 
 
 def relpos_attention_reference(
@@ -91,31 +133,15 @@ def relpos_attention_reference(
     dropout_p: float = 0.0,
     dropout_mask: Optional[Tensor] = None,
 ) -> Tensor:
-    """Attention with every score materialized; softmax in at least float32 (float64 stays float64).
+    """Attention with every score materialized (``relpos_attention_probs_reference``); softmax in at
+    least float32 (float64 stays float64), probabilities cast back to ``q``'s dtype.
 
     ``dropout_mask`` (bool ``[B, H, L, L]``, True = keep) replaces the random mask, so that a kernel
     with its own RNG can be checked exactly once it reveals its mask.
     """
     check_attention_inputs(q, k, v, pos_k, pos_q, window, shift)
-    B, H, L, d = q.shape
-    bucket = relative_buckets(L, L, window, shift, device=q.device)  # [L(i), L(j)]
-    index = bucket.expand(B, H, L, L)
-
-    scores = q @ k.transpose(-1, -2)  # content→content
-    if pos_k is not None:  # c2p: q_i · K^r[r(i, j)]
-        c2p = torch.einsum("bhid,whd->bhiw", q, pos_k)  # [B, H, L(i), W]
-        scores = scores + torch.gather(c2p, 3, index)
-    if pos_q is not None:  # p2c: k_j · Q^r[r(i, j)]
-        p2c = torch.einsum("bhjd,whd->bhwj", k, pos_q)  # [B, H, W, L(j)]
-        scores = scores + torch.gather(p2c, 2, index)
-    scores = scores * attention_scale(d, pos_k, pos_q)
-
-    if causal:
-        future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(future, float("-inf"))
-    softmax_dtype = torch.promote_types(scores.dtype, torch.float32)
-    probs = torch.softmax(scores.to(softmax_dtype), dim=-1).to(q.dtype)
-
+    probs = relpos_attention_probs_reference(q, k, pos_k, pos_q, window=window, shift=shift, causal=causal)
+    probs = probs.to(q.dtype)
     if dropout_mask is not None:
         probs = probs * dropout_mask.to(probs.dtype) / (1.0 - dropout_p)
     elif dropout_p > 0.0:

@@ -1,4 +1,4 @@
-"""The paper's other arms (docs/method.md §9): BPTT through the continuous recurrence and its
+"""The paper's other arms (docs/method.md §10): BPTT through the continuous recurrence and its
 truncation, final-state supervision, the feedforward and RoPE baselines, their config switches."""
 
 import pytest

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fastrecur_kernels.reference import relative_buckets, relpos_attention_reference
+from fastrecur_kernels.reference import relative_buckets, relpos_attention_probs_reference, relpos_attention_reference
 
 
 def loop_attention(q, k, v, pos_k, pos_q, window, shift, causal):
@@ -56,6 +56,26 @@ def test_reference_matches_loop(L, window, shift, d, terms, causal):
     got = relpos_attention_reference(q, k, v, pos_k, pos_q, window=window, shift=shift, causal=causal)
     want = loop_attention(q, k, v, pos_k, pos_q, window, shift, causal)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("terms", [(True, True), (True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("causal,shift", [(True, 0), (False, 2)])
+def test_probabilities_weight_v_as_the_loop_does_and_any_suffix_of_queries_alike(terms, causal, shift):
+    g = torch.Generator().manual_seed(1)
+    B, H, L, d, W = 2, 3, 11, 8, 5
+    q, k, v = (torch.randn(B, H, L, d, generator=g, dtype=torch.float64) for _ in range(3))
+    pos_k = torch.randn(W, H, d, generator=g, dtype=torch.float64) if terms[0] else None
+    pos_q = torch.randn(W, H, d, generator=g, dtype=torch.float64) if terms[1] else None
+    probs = relpos_attention_probs_reference(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal)
+    assert probs.shape == (B, H, L, L) and probs.dtype == torch.float64
+    torch.testing.assert_close(probs @ v, loop_attention(q, k, v, pos_k, pos_q, W, shift, causal), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(B, H, L, dtype=torch.float64))
+    assert (probs.triu(1) == 0).all() == causal
+    for first in (L - 1, 4):  # the rows of the last queries alone, without the others
+        suffix = relpos_attention_probs_reference(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal, first_query=first)
+        torch.testing.assert_close(suffix, probs[:, :, first:], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="first_query"):
+        relpos_attention_probs_reference(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal, first_query=L)
 
 
 def test_buckets_default_window():

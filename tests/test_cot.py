@@ -1,4 +1,4 @@
-"""The chain-of-thought baseline (docs/method.md §9.4): the authors' CoT serialization of the same
+"""The chain-of-thought baseline (docs/method.md §10.4): the authors' CoT serialization of the same
 graphs, the model with its KV cache, greedy generation, the CoT metrics and training."""
 
 import numpy as np

@@ -10,7 +10,7 @@ NAME = "compare"
 HELP = "train every arm of the paper's comparison on the same data and budget, sweep each, write one table and plot"
 
 EPILOG = """\
-arms (docs/method.md §9):
+arms (docs/method.md §10):
   full                        the method (discrete bottleneck, per-iteration supervision, error correction)
   no-error-correction         the method without error correction
   no-bottleneck               continuous latent recurrence, per-iteration supervision, BPTT ("nointerm")

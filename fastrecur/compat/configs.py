@@ -180,7 +180,7 @@ def train_from_upstream(t: dict, num_train_samples: int, max_depth: Optional[int
         raise ConfigError(f"train_config lr_scheduler={scheduler!r} is not supported: none or cosine")
     if t.get("seed") is not None:
         out["seed"] = int(t["seed"])
-    if nointerm:  # no discrete bottleneck: BPTT through min(D + 1, max_train_loop) iterations (docs/method.md §9.1)
+    if nointerm:  # no discrete bottleneck: BPTT through min(D + 1, max_train_loop) iterations (docs/method.md §10.1)
         loop = int(t.get("max_train_loop", 8))
         if max_depth is not None and loop < max_depth + 1:
             raise ConfigError(

@@ -1,4 +1,4 @@
-"""The chain-of-thought serialization of the authors' CoT baseline (docs/method.md §9.4), written
+"""The chain-of-thought serialization of the authors' CoT baseline (docs/method.md §10.4), written
 from the same graphs as the factored sequences.
 
 A CoT sequence is the graph's equations — same equations, same order, same names as the factored
@@ -33,7 +33,7 @@ COT_TYPES = ("eq-val", "val")
 SPECIAL_TOKENS = ("<PAD>", "<UNK>", "=", "<EQ_SEP>", "<COT>")
 PAD, UNK, EQ, EQ_SEP, COT = range(len(SPECIAL_TOKENS))
 # Classes of reference tokens for per-class accuracy (the authors classify by the *predicted*
-# token, docs/method.md §9.4; fastrecur by the reference token, so every class has a fixed count).
+# token, docs/method.md §10.4; fastrecur by the reference token, so every class has a fixed count).
 TOKEN_CLASSES = ("syntax", "variable", "value", "operation")
 CLASS_SYNTAX, CLASS_VARIABLE, CLASS_VALUE, CLASS_OPERATION = range(len(TOKEN_CLASSES))
 
