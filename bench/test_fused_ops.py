@@ -65,15 +65,20 @@ def _maybe_compiled(fn, variant):
 # ---- bottleneck: heads → argmax / Gumbel-max → re-embedding (inference path) ------------------------
 
 
-@pytest.fixture(scope="module")
-def heads(shape, bench_device):
+def make_heads(shape: dict, device) -> tuple:
+    """z [T, D] bf16 and the concatenated head weight, bias and embedding table."""
     g = torch.Generator().manual_seed(0)
     n, d, v = shape["tokens"], shape["hidden"], sum(VOCAB)
-    z = torch.randn(n, d, generator=g).to(bench_device, torch.bfloat16)
-    weight = (torch.randn(v, d, generator=g) / d**0.5).to(bench_device, torch.bfloat16)
-    bias = torch.randn(v, generator=g).to(bench_device) * 0.1
-    emb = torch.randn(v, d, generator=g).to(bench_device, torch.bfloat16)
+    z = torch.randn(n, d, generator=g).to(device, torch.bfloat16)
+    weight = (torch.randn(v, d, generator=g) / d**0.5).to(device, torch.bfloat16)
+    bias = torch.randn(v, generator=g).to(device) * 0.1
+    emb = torch.randn(v, d, generator=g).to(device, torch.bfloat16)
     return z, weight, bias, emb
+
+
+@pytest.fixture(scope="module")
+def heads(shape, bench_device):
+    return make_heads(shape, bench_device)
 
 
 def bottleneck_floor_bytes(z, weight, emb):
@@ -111,13 +116,24 @@ def test_bottleneck(run, heads, variant, sample):
 # ---- factor loss: six cross-entropies, forward + backward --------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def loss_batch(shape, bench_device):
+def make_loss_batch(shape: dict, device) -> tuple:
+    """bf16 logits [T, ΣV] and int64 targets [T, 6]."""
     g = torch.Generator().manual_seed(1)
     n = shape["tokens"]
-    logits = (torch.randn(n, sum(VOCAB), generator=g) * 3).to(bench_device, torch.bfloat16)
-    targets = torch.stack([torch.randint(0, v, (n,), generator=g) for v in VOCAB], dim=-1).to(bench_device)
+    logits = (torch.randn(n, sum(VOCAB), generator=g) * 3).to(device, torch.bfloat16)
+    targets = torch.stack([torch.randint(0, v, (n,), generator=g) for v in VOCAB], dim=-1).to(device)
     return logits, targets
+
+
+def loss_floor_bytes(logits, targets) -> int:
+    """Read the logits and targets, write dlogits and the per-token correctness."""
+    n, v = logits.shape
+    return n * (2 * v * logits.element_size() + targets.shape[1] * (targets.element_size() + 1))
+
+
+@pytest.fixture(scope="module")
+def loss_batch(shape, bench_device):
+    return make_loss_batch(shape, bench_device)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -132,24 +148,32 @@ def test_factor_loss_fwd_bwd(run, loss_batch, variant):
         out.total.backward()
         return out
 
-    # Read the logits and targets, write dlogits and the per-token correctness.
-    n, v = logits.shape
-    floor = n * (2 * v * logits.element_size() + targets.shape[1] * (targets.element_size() + 1))
-    run("factor_loss fwd+bwd", variant, fn, floor)
+    run("factor_loss fwd+bwd", variant, fn, loss_floor_bytes(logits, targets))
 
 
 # ---- teacher states + corruption ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def teacher_batch(shape, bench_device):
+def make_teacher_batch(shape: dict, device) -> tuple:
+    """int64 inputs and labels [B, L, 6] and node depths [B, L] (−1 off the right-hand sides)."""
     g = torch.Generator().manual_seed(2)
     b, length = shape["batch"], shape["length"]
     labels = torch.randint(0, 23, (b, length, 6), generator=g)
     depth = torch.where(torch.rand(b, length, generator=g) < 0.35, torch.randint(0, 6, (b, length), generator=g), -1)
     inputs = labels.clone()
     inputs[..., 3] = torch.where(depth >= 0, 24, labels[..., 3])
-    return inputs.to(bench_device), labels.to(bench_device), depth.to(bench_device)
+    return inputs.to(device), labels.to(device), depth.to(device)
+
+
+def teacher_floor_bytes(depth, steps: int) -> int:
+    """Read input, labels (int64 [B, L, 6]) and depth; write K inputs and targets and the K masks."""
+    positions = depth.numel()
+    return positions * (2 * 6 * 8 + depth.element_size()) + steps * positions * (2 * 6 * 8 + 1)
+
+
+@pytest.fixture(scope="module")
+def teacher_batch(shape, bench_device):
+    return make_teacher_batch(shape, bench_device)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -169,7 +193,4 @@ def test_corrupt_teacher_states(run, teacher_batch, shape, variant):
         def fn():
             return ref(inputs, labels, depth, steps, **kwargs)
 
-    # Read input, labels (int64 [B, L, 6]) and depth; write K inputs and targets and the K masks.
-    positions = depth.numel()
-    floor = positions * (2 * 6 * 8 + depth.element_size()) + steps * positions * (2 * 6 * 8 + 1)
-    run("corrupt teacher states", variant, fn, floor)
+    run("corrupt teacher states", variant, fn, teacher_floor_bytes(depth, steps))

@@ -21,7 +21,7 @@ import torch
 from .compat import load_upstream_dataset
 from .config import DataSettings
 from .data import DagConfig, GraphDataset, Vocab
-from .data.schedule import scheduled_batches
+from .data.schedule import max_depth, scheduled_batches
 from .errors import ConfigError
 
 
@@ -29,6 +29,13 @@ def training_vocab(data: DataSettings) -> Vocab:
     if data.source == "stream":
         return DagConfig(**data.train).vocab()
     return load_training_file(data).vocab
+
+
+def training_max_depth(data: DataSettings) -> int:
+    """The deepest graph the training data can hold: ``max_depth`` of the stream, or the file's deepest."""
+    if data.source == "stream":
+        return max_depth(data.schedule())
+    return int(load_training_file(data).depth.max())
 
 
 def _vocab_path(data_file: str, vocab_file) -> str:

@@ -5,6 +5,9 @@ They use the ``nvtx`` package when it is installed (``pip install fastrecur[prof
 ``torch.cuda.nvtx``; on a machine without either they are no-ops. Names used: ``embed``,
 ``attention``, ``mlp``, ``readout``, ``teacher``, ``forward_loss``, ``backward``, ``optimizer``,
 ``step``, ``iteration``.
+
+``enable_profiler_ranges()`` turns the same ranges into ``torch.profiler.record_function`` ranges
+instead, for a ``torch.profiler`` trace where Nsight is not available (scripts/gpu_acceptance.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,22 @@ def enable_nvtx(enabled: bool = True) -> bool:
         _push, _pop = torch.cuda.nvtx.range_push, torch.cuda.nvtx.range_pop
         return True
     return False
+
+
+def enable_profiler_ranges() -> None:
+    """Emit every range as a ``torch.profiler.record_function`` (shown in torch.profiler traces)."""
+    global _push, _pop
+    import torch
+
+    open_ranges = []
+
+    def push(name: str) -> None:
+        open_ranges.append(torch.profiler.record_function(name).__enter__())
+
+    def pop() -> None:
+        open_ranges.pop().__exit__(None, None, None)
+
+    _push, _pop = push, pop
 
 
 @contextlib.contextmanager

@@ -320,5 +320,7 @@ def sm90_compile_cases() -> list:
             **params,
         )
         signature.update({name: "constexpr" for name in constexprs})
-        cases.append((_bottleneck_kernel, signature, constexprs, options))
+        label = dict(activations=act, embedding=emb if embed else "none (tokens only)", sample=sample, vocab="paper",
+                     tokens_per_program=params["BLOCK_T"])  # fmt: skip
+        cases.append((_bottleneck_kernel, signature, constexprs, options, label))
     return cases

@@ -199,5 +199,6 @@ def sm90_compile_cases() -> list:
         }  # fmt: skip
         constexprs = dict(NUM_FACTORS=6, F_PAD=8, VALUE_FACTOR=3, STRATEGY=strategy, BLOCK=_BLOCK)
         signature.update({name: "constexpr" for name in constexprs})
-        cases.append((_teacher_corrupt_kernel, signature, constexprs, {"num_warps": _NUM_WARPS}))
+        label = dict(tokens="int64", strategy=STRATEGIES[strategy])
+        cases.append((_teacher_corrupt_kernel, signature, constexprs, {"num_warps": _NUM_WARPS}, label))
     return cases

@@ -277,5 +277,6 @@ def sm90_compile_cases() -> list:
             **_constexprs((7, 129, 2, 25, 2, 2), (1.0, 1.0, 1.0, 1.0, 0.0, 0.0)),
         )
         signature.update({name: "constexpr" for name in constexprs})
-        cases.append((_factor_loss_kernel, signature, constexprs, {"num_warps": _NUM_WARPS}))
+        label = dict(logits=dtype, mask=has_mask, gradient=compute_grad, vocab="paper")
+        cases.append((_factor_loss_kernel, signature, constexprs, {"num_warps": _NUM_WARPS}, label))
     return cases

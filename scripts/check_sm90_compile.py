@@ -1,37 +1,45 @@
 #!/usr/bin/env python
-"""Compile every Triton kernel ahead of time for an H100/H200 (sm_90), without a GPU.
+"""Compile every Triton kernel ahead of time for an H100/H200 (sm_90) without a GPU, and report
+registers, spills, shared memory and occupancy per kernel and configuration.
 
 Triton's NVIDIA backend and ptxas ship in the triton wheel, so the whole pipeline (TTIR → TTGIR →
 LLVM → PTX → cubin) runs on a CPU-only machine. This catches what the interpreter cannot: layout and
-shape rules of ``tl.dot``, unsupported dtypes, register/shared-memory overflows, and API differences
-between Triton versions (run it under each version you support).
+shape rules of ``tl.dot``, unsupported dtypes, register spills, shared-memory overflows, and API
+differences between Triton versions (run it under each version you support).
 
-Each kernel module lists its compile cases in ``sm90_compile_cases()``: a list of
-``(jit_function, signature, constexprs, options)`` tuples, as taken by ``triton.compiler.ASTSource``
-and ``triton.compile``.
+Each kernel module lists its compile cases in ``sm90_compile_cases()``: ``(jit_function, signature,
+constexprs, options, label)`` tuples, generated from the same table its launcher reads, so that
+what is checked here is what runs. Registers and spills are ptxas's own report of the compile
+(Triton runs ptxas with ``-v``), with a fresh cache so that nothing is skipped.
 
-Usage:  python scripts/check_sm90_compile.py [module ...]
+Occupancy against an H100's limits per SM (65,536 registers allocated per warp in units of 256,
+2,048 threads, 32 blocks, 228 KiB of shared memory of which 1 KiB is reserved per block, 227 KiB
+per block): resident warps / 64, and which limit binds.
+
+Usage:
+    python scripts/check_sm90_compile.py [module ...] [--markdown] [--json PATH] [--jobs N] [--allow-spills]
 
 The kernels checked are this checkout's (the folder kernels/, imported as ``fastrecur_kernels``),
 whether or not fastrecur is installed in the Python that runs the script.
+
+Exit status 1 if a case fails to compile, needs more shared memory than a block may have, or
+spills (unless --allow-spills). For the GPU image's Triton 3.6, run it with a Python that has
+triton==3.6.0 (see bench/RESULTS.md: a separate virtual environment).
 """
 
+from __future__ import annotations
+
+import argparse
+import contextlib
 import importlib
-import importlib.util
+import io
+import json
+import multiprocessing
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
-
-os.environ.pop("TRITON_INTERPRET", None)  # kernels must be real JIT functions, not interpreted
-
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
-
-SM90_MAX_SHARED_BYTES = 232_448  # 227 KiB of opt-in shared memory per block on H100/H200
 
 KERNEL_MODULES = [
     "fastrecur_kernels.relpos_attention",
@@ -40,60 +48,143 @@ KERNEL_MODULES = [
     "fastrecur_kernels.corrupt",
 ]
 
-
-def resource_usage(cubin: bytes) -> str:
-    """Registers and spill stack per thread, from the cuobjdump that ships with Triton."""
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    if not os.path.exists(tool):
-        return "registers: (no cuobjdump)"
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True).stdout
-    match = re.search(r"REG:(\d+) STACK:(\d+)", out)
-    return f"{match.group(1)} registers, {match.group(2)} B stack" if match else "registers: (unparsed)"
+# H100 / H200 (sm_90) per-SM and per-block limits.
+REGS_PER_SM = 65_536
+REG_ALLOC_UNIT = 256  # registers are allocated per warp in units of 256
+MAX_THREADS_PER_SM = 2048
+MAX_WARPS_PER_SM = 64
+MAX_BLOCKS_PER_SM = 32
+SMEM_PER_SM = 228 * 1024
+SMEM_RESERVED_PER_BLOCK = 1024
+SMEM_PER_BLOCK = 227 * 1024
 
 
-def import_this_checkouts_kernels() -> None:
-    """Make ``fastrecur_kernels`` the kernels/ folder next to this script."""
-    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels")
-    spec = importlib.util.spec_from_file_location(
-        "fastrecur_kernels", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["fastrecur_kernels"] = package
-    spec.loader.exec_module(package)
+def occupancy(regs: int, warps: int, shared: int) -> dict:
+    """Resident blocks per SM under each limit, the binding one, and warps / 64."""
+    regs_per_warp = -(-max(regs, 1) * 32 // REG_ALLOC_UNIT) * REG_ALLOC_UNIT
+    limits = {
+        "registers": REGS_PER_SM // (regs_per_warp * warps),
+        "threads": MAX_THREADS_PER_SM // (32 * warps),
+        "shared": SMEM_PER_SM // (shared + SMEM_RESERVED_PER_BLOCK),
+        "blocks": MAX_BLOCKS_PER_SM,
+    }
+    blocks = min(limits.values())
+    return {"blocks_per_sm": blocks, "occupancy": blocks * warps / MAX_WARPS_PER_SM, "limited_by": min(limits, key=limits.get)}
+
+
+def _setup_triton() -> None:
+    """A fresh cache (a cached kernel skips ptxas and its report) and ptxas's log on stdout."""
+    os.environ.pop("TRITON_INTERPRET", None)  # kernels must be real JIT functions, not interpreted
+    if "TRITON_DUMP_PTXAS_LOG" not in os.environ:  # once per process (pool workers inherit both)
+        os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="sm90-check-")
+        os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; 1 is its default
+    from this_checkout import use_this_checkout  # scripts/this_checkout.py
+
+    use_this_checkout()
+
+
+def _cases(module_name: str) -> list:
+    cases = importlib.import_module(module_name).sm90_compile_cases()
+    return [(module_name, i, c[4] if len(c) > 4 else {}) for i, c in enumerate(cases)]
+
+
+def compile_case(job: tuple) -> dict:
+    """Compile case ``index`` of ``module_name``; returns its resource figures (or the error)."""
+    module_name, index, label = job
+    _setup_triton()
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn, signature, constexprs, options = importlib.import_module(module_name).sm90_compile_cases()[index][:4]
+    row = {"module": module_name, "kernel": fn.__name__, "label": label, "options": options,
+           "constexprs": {k: v for k, v in constexprs.items() if k.isupper()}}  # fmt: skip
+    start = time.perf_counter()
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):
+            kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
+                                    target=GPUTarget("cuda", 90, 32), options=options)  # fmt: skip
+    except Exception as exc:  # report every failing case, not just the first
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return row
+    text = log.getvalue()
+    regs = re.search(r"Used (\d+) registers", text)
+    spills = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    if not regs or not spills:
+        row["error"] = "no ptxas resource report found (is TRITON_DUMP_PTXAS_LOG honoured by this Triton?)"
+        return row
+    md = kernel.metadata
+    row.update(warps=md.num_warps, registers=int(regs.group(1)), stack=int(spills.group(1)),
+               spill_stores=int(spills.group(2)), spill_loads=int(spills.group(3)), shared=md.shared,
+               seconds=round(time.perf_counter() - start, 1), **occupancy(int(regs.group(1)), md.num_warps, md.shared))  # fmt: skip
+    return row
+
+
+def problems(row: dict, allow_spills: bool) -> list[str]:
+    if "error" in row:
+        return [row["error"]]
+    found = []
+    if row["shared"] > SMEM_PER_BLOCK:
+        found.append(f"needs {row['shared']} B of shared memory; a block may have {SMEM_PER_BLOCK}")
+    if not allow_spills and (row["spill_stores"] or row["spill_loads"]):
+        found.append(f"spills {row['spill_stores']} B stored / {row['spill_loads']} B loaded")
+    return found
+
+
+def _label(row: dict) -> str:
+    label = row["label"] or row["constexprs"]
+    return ", ".join(f"{k}={v}" for k, v in label.items())
+
+
+def markdown(rows: list[dict], version: str) -> str:
+    lines = [f"Triton {version}, sm_90 (ptxas from the triton wheel):", "",
+             "| kernel | configuration | warps | registers | spill st/ld B | shared KiB | blocks/SM | occupancy | limited by |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['kernel']} | {_label(r)} | | | | | | | **{r['error'][:80]}** |")
+            continue
+        lines.append(f"| {r['kernel']} | {_label(r)} | {r['warps']} | {r['registers']} | {r['spill_stores']}/{r['spill_loads']} | "
+                     f"{r['shared'] / 1024:.1f} | {r['blocks_per_sm']} | {r['occupancy']:.0%} | {r['limited_by']} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
-    import_this_checkouts_kernels()
-    target = GPUTarget("cuda", 90, 32)
-    modules = argv or KERNEL_MODULES
-    failures, compiled = [], 0
-    for name in modules:
-        module = importlib.import_module(name)
-        for fn, signature, constexprs, options in module.sm90_compile_cases():
-            label = f"{name}.{fn.__name__} {constexprs} {options}"
-            start = time.perf_counter()
-            try:
-                kernel = triton.compile(
-                    ASTSource(fn=fn, signature=signature, constexprs=constexprs),
-                    target=target,
-                    options=options,
-                )
-            except Exception as exc:  # report every failing case, not just the first
-                failures.append(label)
-                print(f"FAIL {label}\n     {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-                continue
-            md = kernel.metadata
-            usage = f"{md.num_warps} warps, {md.shared} B shared, {resource_usage(kernel.asm['cubin'])}"
-            if md.shared > SM90_MAX_SHARED_BYTES:
-                failures.append(label)
-                print(f"FAIL {label}\n     needs {md.shared} B of shared memory; sm_90 allows {SM90_MAX_SHARED_BYTES}")
-                continue
-            compiled += 1
-            print(f"ok   {label}: {usage}, {time.perf_counter() - start:.1f}s")
-    print(f"triton {triton.__version__}: {compiled} compiled, {len(failures)} failed")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("modules", nargs="*", default=KERNEL_MODULES)
+    p.add_argument("--markdown", action="store_true", help="print the table as markdown (bench/RESULTS.md)")
+    p.add_argument("--json", help="write every row to this file")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compiles in parallel (default: all cores)")
+    p.add_argument("--allow-spills", action="store_true", help="report spills without failing")
+    args = p.parse_args(argv)
+    _setup_triton()
+    import triton
+
+    jobs = [job for name in args.modules for job in _cases(name)]
+    if args.jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            rows = pool.map(compile_case, jobs, chunksize=1)
+    else:
+        rows = [compile_case(job) for job in jobs]
+    failures = 0
+    for row in rows:
+        found = problems(row, args.allow_spills)
+        failures += bool(found)
+        if "error" in row:
+            print(f"FAIL {row['module']}.{row['kernel']} [{_label(row)}]\n     {row['error']}")
+            continue
+        status = "FAIL" if found else "ok  "
+        print(f"{status} {row['module']}.{row['kernel']} [{_label(row)}] {row['options']}: {row['registers']} registers, "
+              f"spills {row['spill_stores']}/{row['spill_loads']} B, {row['shared']} B shared, {row['occupancy']:.0%} occupancy"
+              + (f"\n     {'; '.join(found)}" if found else ""))  # fmt: skip
+    if args.markdown:
+        print("\n" + markdown(rows, triton.__version__))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"triton": triton.__version__, "rows": rows}, f, indent=1)
+    print(f"triton {triton.__version__}: {len(rows) - failures} ok, {failures} failed")
     return 1 if failures else 0
 
 

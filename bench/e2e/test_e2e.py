@@ -2,8 +2,9 @@
 
     python -m pytest bench/e2e --benchmark-only [--bench-size paper|smoke] [--benchmark-json e2e.json]
 
-Variants (same weights and data): ``triton`` (fused kernels), ``reference`` (plain PyTorch, eager)
-and ``reference-compiled`` (``torch.compile`` of the reference model).
+Variants (same weights and data): ``triton`` (fused kernels), ``triton-compiled`` (the same under
+``torch.compile``), ``reference`` (plain PyTorch, eager) and ``reference-compiled`` (``torch.compile``
+of the reference model).
 
 * ``train_L256`` / ``train_L1024``: the paper model, 32 graphs × 7 iterations = 224 sequences at the
   full padded length (faithful padding, so the shape is exactly ``[224, L]``); bf16 autocast on CUDA.
@@ -28,6 +29,7 @@ from fastrecur.train import Trainer
 FLOOR_MS_H100 = {256: 4.1, 1024: 19.3}  # docs/performance.md §2 (roofline, perfect overlap)
 VARIANTS = {
     "triton": dict(backend="triton", compile=False),
+    "triton-compiled": dict(backend="triton", compile=True),
     "reference": dict(backend="reference", compile=False),
     "reference-compiled": dict(backend="reference", compile=True),
 }
@@ -36,18 +38,20 @@ VARIANTS = {
 def shapes(size: str) -> dict:
     if size == "paper":
         return dict(config="paper", overrides=[], graphs=32, lengths=[256, 1024], eval_nodes=128, eval_graphs=1024)
+    # As small as still covers several attention tiles: the triton variants run in the interpreter.
     smoke_model = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.relpos_window=8", "model.relpos_embed_size=16"]
-    return dict(config="paper", overrides=smoke_model, graphs=2, lengths=[48], eval_nodes=6, eval_graphs=4)
+    return dict(config="paper", overrides=smoke_model, graphs=1, lengths=[32], eval_nodes=5, eval_graphs=2)
 
 
-def trainer_for(size: str, variant: str, length: int, tmp_path) -> tuple[Trainer, object]:
+def trainer_for(size: str, variant: str, length: int, tmp_path, overrides=()) -> tuple[Trainer, object]:
+    """A trainer for ``variant`` and its first batch, prepared (``overrides``: extra ``key=value``s)."""
     s = shapes(size)
-    cfg = load_config(s["config"], s["overrides"])
+    cfg = load_config(s["config"], [*s["overrides"], *overrides])
     base = DagConfig(**cfg.data.train)
     # Graphs whose maximum depth is 6 (→ 7 iterations) and that fill about the given length.
     nodes = base.num_nodes if length <= 256 else 128
     graphs = base.replace(num_nodes=nodes, max_depth=6, max_length=length) if size == "paper" else base.replace(
-        num_nodes=6, num_leaf_nodes=2, max_depth=3, max_length=length
+        num_nodes=4, num_leaf_nodes=2, max_depth=2, max_length=length
     )
     train = dict(cfg.to_dict()["train"], batch_size=s["graphs"], padding="faithful", out_dir=str(tmp_path), **VARIANTS[variant])
     raw = dict(cfg.to_dict(), train=train)
@@ -78,6 +82,15 @@ def test_train_step(measure, benchmark, bench_size, variant, length_index, tmp_p
         info["x_floor_h100"] = info["median_ms"] / FLOOR_MS_H100[length]
 
 
+def eval_dataset(size: str, trainer: Trainer, num_graphs: int):
+    """``num_graphs`` out-of-distribution graphs of ``eval_nodes`` nodes in the trainer's vocabulary."""
+    from fastrecur.data import ood_config
+
+    s = shapes(size)
+    config = ood_config(DagConfig(**trainer.cfg.data.train), s["eval_nodes"], num_leaf_nodes=6 if size == "paper" else 2)
+    return generate_dataset(config, num_graphs, seed=5)
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_eval_ood(measure, benchmark, bench_size, bench_device, variant, tmp_path):
     s = shapes(bench_size)
@@ -86,11 +99,7 @@ def test_eval_ood(measure, benchmark, bench_size, bench_device, variant, tmp_pat
     model = trainer.model.eval()
     if VARIANTS[variant]["compile"]:
         model = torch.compile(model)
-    base = DagConfig(**trainer.cfg.data.train)
-    from fastrecur.data import ood_config
-
-    config = ood_config(base, s["eval_nodes"], num_leaf_nodes=6 if bench_size == "paper" else 2)
-    dataset = generate_dataset(config, s["eval_graphs"], seed=5)
+    dataset = eval_dataset(bench_size, trainer, s["eval_graphs"])
     evaluator = Evaluator(model, trainer.cfg.eval, bench_device, trainer.backend)
     measure(lambda: evaluator.evaluate(dataset), rounds=3 if bench_size == "paper" else 1, warmup=1)
     benchmark.extra_info.update(variant=variant, graphs=len(dataset), nodes=s["eval_nodes"])
