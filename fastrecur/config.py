@@ -125,12 +125,16 @@ class TrainSettings:
     latent: str = "discrete"  # discrete: decoded tokens fed back (the bottleneck); continuous: the hidden state
     supervision: str = "per_iteration"  # per_iteration: teacher states; final_state: the solved sequence only
     iterations: Optional[int] = None  # continuous latent: a fixed count (None: D+1 of each batch)
+    # Per-iteration supervision past the solved state: K = D+1+extra teacher iterations per batch, so
+    # the deepest graphs are also trained to hold their solved state (a fixed point) — what the
+    # evaluator's depth+2 policy asks of them, and never shown with extra = 0 (docs/learning.md §2).
+    extra_iterations: int = 0
     bptt_truncation: Optional[int] = None  # continuous latent: cut the gradient every this many iterations
 
     def validate(self) -> None:
         for key in ("batch_size", "steps", "length_multiple", "log_every"):
             _positive(f"train.{key}", getattr(self, key))
-        for key in ("eval_every", "ckpt_every", "warmup_steps"):
+        for key in ("eval_every", "ckpt_every", "warmup_steps", "extra_iterations"):
             if int(getattr(self, key)) < 0:
                 raise ConfigError(f"train.{key}={getattr(self, key)!r} is invalid: must be >= 0")
         if not self.lr > 0:

@@ -129,7 +129,9 @@ class Trainer:
             betas=tuple(self.tcfg.betas),
             eps=self.tcfg.eps,
             weight_decay=self.tcfg.weight_decay,
-            fused=self.device.type == "cuda",
+            # Fused: one kernel for all parameters. On the CPU the default per-tensor loop costs ~5
+            # small tensor copies per parameter and step, a tenth of the tiny demo's step (docs/learning.md).
+            fused=self.device.type in ("cuda", "cpu"),
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_multiplier(s, self.tcfg))
         # Corruption draws come from their own CPU generators: reproducible on any device and
@@ -211,10 +213,11 @@ class Trainer:
         return t.to(self.device, non_blocking=True) if t is not None else None
 
     def _num_iters(self, depth: torch.Tensor) -> int:
-        """``D + 1`` for the deepest graph of the batch, or ``train.iterations``; 1 for feedforward."""
+        """``D + 1 + train.extra_iterations`` for the deepest graph of the batch, or ``train.iterations``;
+        1 for feedforward."""
         if self.cfg.model.architecture == "feedforward":
             return 1
-        return self.tcfg.iterations or int(depth.max()) + 1
+        return self.tcfg.iterations or int(depth.max()) + 1 + self.tcfg.extra_iterations
 
     def _prepare_cot(self, batch: GraphDataset) -> StepBatch:
         """The CoT sequences of the batch's graphs (docs/method.md §10.4): trimmed to the longest
@@ -249,7 +252,7 @@ class Trainer:
             with nvtx_range("optimizer"):
                 grad_norm = None
                 if self.tcfg.grad_clip is not None:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip, foreach=True)
                 self.optimizer.step()
                 self.scheduler.step()
         out["loss"] = out.pop("total").detach()
@@ -385,7 +388,7 @@ class Trainer:
         """Metrics are sized for the deepest graph the training data can hold (or the fixed count)."""
         if self.cfg.model.architecture == "feedforward":
             return 1
-        return self.tcfg.iterations or training_max_depth(self.cfg.data) + 1
+        return self.tcfg.iterations or training_max_depth(self.cfg.data) + 1 + self.tcfg.extra_iterations
 
     def stop_if_diverged(self, check_weights: bool = False, collective: bool = True) -> None:
         """Raise ``TrainingDiverged`` if a loss or gradient norm was not finite (or, with
