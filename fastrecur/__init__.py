@@ -9,6 +9,9 @@ The main entry points:
 * ``fastrecur.train.Trainer``, ``fastrecur.evaluate.Evaluator`` — training and evaluation;
 * ``fastrecur.checkpoint`` — fastrecur's checkpoints (``load_checkpoint``, ``model_from_checkpoint``);
 * ``fastrecur.backends`` — the ``reference`` and ``triton`` backends (``resolve_backend``);
+* ``fastrecur.compare`` — the paper's comparison: every variant and baseline (docs/method.md §10) trained
+  and swept alike (``fastrecur compare``); ``fastrecur.model.CoTTransformer`` and
+  ``fastrecur.generation.greedy_generate`` for the chain-of-thought baseline;
 * the ``fastrecur`` command line (``python -m fastrecur --help``).
 """
 

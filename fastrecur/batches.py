@@ -29,6 +29,13 @@ def training_vocab(data: DataSettings) -> Vocab:
     return load_training_file(data).vocab
 
 
+def training_max_depth(data: DataSettings) -> int:
+    """The deepest graph the training data can hold: ``max_depth`` of the stream, or the file's deepest."""
+    if data.source == "stream":
+        return int(DagConfig(**data.train).max_depth)
+    return int(load_training_file(data).depth.max())
+
+
 def _vocab_path(data_file: str, vocab_file) -> str:
     path = vocab_file or os.path.join(os.path.dirname(os.path.abspath(data_file)), "vocab.json")
     if not os.path.isfile(path):

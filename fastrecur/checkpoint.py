@@ -26,7 +26,7 @@ import torch
 from .config import RunConfig
 from .errors import FastrecurError, UnsafeFileError
 from .io import atomic_torch_save
-from .model import RecurrentTransformer
+from .model import EncoderModel, build_model
 from .safe_loading import NUMPY_ARRAYS, load_weights_only
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -96,10 +96,11 @@ def load_checkpoint(path: str) -> dict:
     return ckpt
 
 
-def model_from_checkpoint(path: str, device: torch.device = torch.device("cpu")) -> tuple[RecurrentTransformer, RunConfig]:
-    """The trained model (eval mode) and the run config stored in a fastrecur checkpoint."""
+def model_from_checkpoint(path: str, device: torch.device = torch.device("cpu")) -> tuple[EncoderModel, RunConfig]:
+    """The trained model (eval mode: a ``RecurrentTransformer``, or a ``CoTTransformer`` for a
+    chain-of-thought run) and the run config stored in a fastrecur checkpoint."""
     ckpt = load_checkpoint(path)
     cfg = RunConfig.from_dict(ckpt["config"])
-    model = RecurrentTransformer(cfg.model)
+    model = build_model(cfg.model)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), cfg

@@ -12,7 +12,7 @@ import sys
 
 from .errors import FastrecurError
 
-COMMAND_MODULES = ["gen_data", "train", "evaluate", "sweep", "demo", "interpret"]
+COMMAND_MODULES = ["gen_data", "train", "evaluate", "sweep", "compare", "demo", "interpret"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,9 +2,11 @@
 
 A config is named by one of
 
-* an embedded name: ``paper`` (the authors' defaults, docs/method.md §1.8, §2, §4.5, §5) or ``tiny`` (a CPU demo),
-  shipped in ``fastrecur/configs/``;
-* a path to such a YAML file (missing keys take the defaults of the dataclasses below);
+* an embedded name: ``paper`` (the authors' defaults, docs/method.md §1.8, §2, §4.5, §5), ``tiny`` (a CPU
+  demo) or ``tiny-compare`` (every arm of ``fastrecur compare`` on the CPU), shipped in ``fastrecur/configs/``;
+* a path to such a YAML file (missing keys take the defaults of the dataclasses below); a file may
+  start from another config with ``base: NAME_OR_PATH`` (an embedded name, or a path relative to
+  the file) and change only what differs — sections are merged key by key;
 * a directory holding the authors' ``model_config.yaml``, ``train_config.yaml`` and
   ``data_config.yaml`` (their layout, translated by ``fastrecur.compat.configs.from_upstream_dir``).
 
@@ -26,17 +28,20 @@ import yaml
 from fastrecur_kernels.reference import CORRUPTION_STRATEGIES
 
 from .compat.configs import from_upstream_dir
+from .data.cot import COT_TYPES
 from .errors import ConfigError
 from .model import ModelConfig
 from .yaml_loading import load_yaml, read_yaml_mapping
 
-EMBEDDED_CONFIGS = ("paper", "tiny")
+EMBEDDED_CONFIGS = ("paper", "tiny", "tiny-compare")
 PADDING_MODES = ("trim", "faithful")
 EVAL_POLICIES = ("depth+2", "fixed", "fixed-point")
 BACKENDS = ("auto", "reference", "triton")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("none", "cosine")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+LATENTS = ("discrete", "continuous")
+SUPERVISIONS = ("per_iteration", "final_state")
 
 
 @dataclass
@@ -51,9 +56,11 @@ class DataSettings:
     val_file: Optional[str] = None
     val_samples: int = 256
     seed: Optional[int] = None  # data stream seed (default: train.seed)
+    cot_type: str = "eq-val"  # model.architecture=cot: the authors' CoT serialization, eq-val or val
 
     def validate(self) -> None:
         _choice("data.source", self.source, ("stream", "files"))
+        _choice("data.cot_type", self.cot_type, COT_TYPES)
         if self.source == "files" and not self.train_file:
             raise ConfigError("data.source='files' needs data.train_file (a .pt file, ours or the authors')")
         _positive("data.val_samples", self.val_samples)
@@ -101,6 +108,11 @@ class TrainSettings:
     ckpt_every: int = 1000
     out_dir: str = "runs/run"
     time_limit_s: Optional[float] = None  # stop (and checkpoint) after this much training time
+    # The paper's comparisons (docs/method.md §10). The method: discrete, per_iteration, D+1 iterations.
+    latent: str = "discrete"  # discrete: decoded tokens fed back (the bottleneck); continuous: the hidden state
+    supervision: str = "per_iteration"  # per_iteration: teacher states; final_state: the solved sequence only
+    iterations: Optional[int] = None  # continuous latent: a fixed count (None: D+1 of each batch)
+    bptt_truncation: Optional[int] = None  # continuous latent: cut the gradient every this many iterations
 
     def validate(self) -> None:
         for key in ("batch_size", "steps", "length_multiple", "log_every"):
@@ -121,6 +133,12 @@ class TrainSettings:
         _choice("train.precision", self.precision, PRECISIONS)
         _choice("train.backend", self.backend, BACKENDS)
         _choice("train.compile_mode", self.compile_mode, COMPILE_MODES)
+        _choice("train.latent", self.latent, LATENTS)
+        _choice("train.supervision", self.supervision, SUPERVISIONS)
+        for key in ("iterations", "bptt_truncation"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"train.{key}={value!r} is invalid: a positive integer or null")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"train.device={self.device!r} is invalid: auto, cpu, cuda or cuda:N")
         self.corruption.validate()
@@ -158,17 +176,41 @@ class SweepSettings:
 
 
 @dataclass
+class CompareSettings:
+    """``fastrecur compare`` (docs/method.md §10): the arms to run and how the baselines are built."""
+
+    arms: list = field(default_factory=lambda: ["all"])  # arm names (fastrecur.compare.ARMS) or "all"
+    baseline_positions: str = "rope"  # feedforward, e2e-recurrent and CoT baselines: rope (authors) or relative
+    feedforward_layers: Optional[int] = None  # None: num_layers × the training maximum of iterations
+    recurrent_repeats: Optional[int] = None  # fixed iterations of the unsupervised arms; None: the training maximum
+    overrides: dict = field(default_factory=dict)  # arm name → list of section.key=value, applied last
+
+    def validate(self) -> None:
+        if not isinstance(self.arms, list) or not self.arms or not all(isinstance(a, str) for a in self.arms):
+            raise ConfigError(f"compare.arms={self.arms!r} is invalid: a non-empty list of arm names, or [all]")
+        _choice("compare.baseline_positions", self.baseline_positions, ("rope", "relative"))
+        for key in ("feedforward_layers", "recurrent_repeats"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"compare.{key}={value!r} is invalid: a positive integer or null")
+        if not isinstance(self.overrides, dict) or not all(isinstance(v, list) for v in self.overrides.values()):
+            raise ConfigError(f"compare.overrides={self.overrides!r} is invalid: a mapping arm → list of section.key=value")
+
+
+@dataclass
 class RunConfig:
     data: DataSettings = field(default_factory=DataSettings)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
+    compare: CompareSettings = field(default_factory=CompareSettings)
     name: str = "run"
 
     def validate(self) -> "RunConfig":
-        for part in (self.data, self.train, self.eval, self.sweep):
+        for part in (self.data, self.train, self.eval, self.sweep, self.compare):
             part.validate()
+        _check_arm_switches(self.model.architecture, self.train)
         return self
 
     def to_dict(self) -> dict:
@@ -179,12 +221,13 @@ class RunConfig:
             "train": _plain(dataclasses.asdict(self.train)),
             "eval": dataclasses.asdict(self.eval),
             "sweep": dataclasses.asdict(self.sweep),
+            "compare": dataclasses.asdict(self.compare),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         d = dict(d or {})
-        _check_keys("config", d, {"name", "data", "model", "train", "eval", "sweep"})
+        _check_keys("config", d, {"name", "data", "model", "train", "eval", "sweep", "compare"})
         train = dict(d.get("train") or {})
         corruption = _build(CorruptionSettings, train.pop("corruption", None) or {}, "train.corruption")
         model = dict(d.get("model") or {})
@@ -199,26 +242,51 @@ class RunConfig:
             train=_build(TrainSettings, {**train, "corruption": corruption}, "train"),
             eval=_build(EvalSettings, d.get("eval") or {}, "eval"),
             sweep=_build(SweepSettings, d.get("sweep") or {}, "sweep"),
+            compare=_build(CompareSettings, d.get("compare") or {}, "compare"),
         ).validate()
 
 
 def load_config(name_or_path: str, overrides: Optional[list[str]] = None) -> RunConfig:
     """Load an embedded config, a YAML file or an authors' config directory, then apply overrides."""
+    raw = load_raw_config(name_or_path)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return RunConfig.from_dict(raw)
+
+
+def load_raw_config(name_or_path: str, _seen: tuple = ()) -> dict:
+    """The raw dict of a config (before validation), with its ``base:`` chain merged in."""
     if name_or_path in EMBEDDED_CONFIGS:
-        text = resources.files("fastrecur.configs").joinpath(f"{name_or_path}.yaml").read_text()
-        raw = load_yaml(text)
+        raw = load_yaml(resources.files("fastrecur.configs").joinpath(f"{name_or_path}.yaml").read_text())
+        folder = None  # an embedded config's base is embedded too
     elif os.path.isdir(name_or_path):
-        raw = from_upstream_dir(name_or_path)
+        return from_upstream_dir(name_or_path)
     elif os.path.isfile(name_or_path):
         raw = read_yaml_mapping(name_or_path)
+        folder = os.path.dirname(os.path.abspath(name_or_path))
     else:
         raise ConfigError(
             f"config {name_or_path!r} not found: give an embedded name ({', '.join(EMBEDDED_CONFIGS)}), "
             "a YAML file, or a directory with the authors' model/train/data_config.yaml"
         )
-    for item in overrides or []:
-        apply_override(raw, item)
-    return RunConfig.from_dict(raw)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{name_or_path}: base={base!r} is invalid: an embedded config name or a YAML path")
+    if base not in EMBEDDED_CONFIGS and folder is not None:
+        base = os.path.join(folder, base)
+    if base in _seen:
+        raise ConfigError(f"{name_or_path}: base {base!r} leads back to itself")
+    return _merge(load_raw_config(base, (*_seen, name_or_path)), raw)
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` laid over it, mappings merged key by key (lists and values replaced)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -239,6 +307,30 @@ def apply_override(raw: dict, item: str) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _check_arm_switches(architecture: str, t: TrainSettings) -> None:
+    """The combinations of the comparison switches that mean something (docs/method.md §10)."""
+    continuous = t.latent == "continuous"
+    if architecture == "cot":
+        changed = [k for k, v in (("latent", continuous), ("supervision", t.supervision != "per_iteration"),
+                                  ("iterations", t.iterations is not None), ("bptt_truncation", t.bptt_truncation is not None)) if v]  # fmt: skip
+        if changed:
+            raise ConfigError(f"train.{changed[0]} does not apply to model.architecture='cot' (next-token training): leave it at its default")
+    if architecture == "feedforward" and not (continuous and t.supervision == "final_state"):
+        raise ConfigError("model.architecture='feedforward' is supervised on its one output: set train.latent=continuous and train.supervision=final_state")
+    if architecture == "feedforward" and t.iterations not in (None, 1):
+        raise ConfigError(f"train.iterations={t.iterations} is invalid for model.architecture='feedforward': it runs once (1 or null)")
+    if t.supervision == "final_state" and not continuous:
+        raise ConfigError("train.supervision='final_state' needs train.latent=continuous: no gradient crosses the discrete bottleneck")
+    for key in ("iterations", "bptt_truncation"):
+        if getattr(t, key) is not None and not continuous:
+            raise ConfigError(f"train.{key} needs train.latent=continuous (the discrete method runs D+1 teacher-forced iterations)")
+    if t.corruption.enable and (continuous or architecture != "recurrent"):
+        raise ConfigError(
+            "train.corruption.enable=true corrupts teacher-forced inputs, which only the discrete recurrent method has: set train.corruption.enable=false"
+        )
+
 
 
 def _check_keys(where: str, d: dict, allowed) -> None:

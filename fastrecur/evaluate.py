@@ -1,5 +1,10 @@
 """Closed-loop evaluation (docs/method.md §6): roll the model out from the input and score the final state.
 
+The state fed back is the decoded tokens (``latent='discrete'``, the method) or the hidden state
+(``latent='continuous'``: ``h_{t+1} = Encoder(h_t)``, the heads' decoded tokens only scored,
+docs/method.md §3.2); a ``feedforward`` model runs exactly once, whatever the policy. Chain-of-thought
+models are evaluated by ``fastrecur.evaluate_cot`` (``make_evaluator`` picks the evaluator a run needs).
+
 Iteration policies — the count always comes from the *input* tokens, never from labels:
 
 * ``depth+2`` (the authors'): every sample runs ``D + extra_iters`` iterations, ``D`` the largest
@@ -36,8 +41,10 @@ from .config import EvalSettings, RunConfig
 from .cudagraphs import BucketedGraphStep
 from .data import SCORED_FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, Vocab, generate_dataset, input_depth, teacher_states
 from .errors import ConfigError
+from .evaluate_cot import CoTEvaluator
 from .model import RecurrentTransformer
 from .profiling import nvtx_range
+from .recurrence import decode, reset_dead_factors
 
 NUM_SCORED_FACTORS = len(SCORED_FACTORS)  # factors 0 … 3
 
@@ -51,13 +58,32 @@ def iteration_budget(settings: EvalSettings, max_input_depth: int) -> int:
     return settings.max_iters
 
 
+def make_evaluator(model, cfg: RunConfig, device: torch.device, backend: Optional[Backend] = None, settings: Optional[EvalSettings] = None):
+    """The evaluator of a run of config ``cfg`` (``settings`` default to ``cfg.eval``)."""
+    settings = settings or cfg.eval
+    if cfg.model.architecture == "cot":
+        return CoTEvaluator(model, cfg.data.cot_type, settings, device, backend)
+    return Evaluator(model, settings, device, backend, latent=cfg.train.latent)
+
+
 class Evaluator:
     """Evaluates ``model`` with ``backend`` (default: reference), which it binds to the model."""
 
-    def __init__(self, model: RecurrentTransformer, settings: EvalSettings, device: torch.device, backend: Optional[Backend] = None):
+    def __init__(
+        self,
+        model: RecurrentTransformer,
+        settings: EvalSettings,
+        device: torch.device,
+        backend: Optional[Backend] = None,
+        latent: str = "discrete",
+    ):
+        if latent not in ("discrete", "continuous"):
+            raise ConfigError(f"latent={latent!r} is invalid: discrete or continuous")
         self.model = model
         self.settings = settings
         self.device = device
+        self.latent = latent
+        self.feedforward = model.config.architecture == "feedforward"
         self.backend = backend or ReferenceBackend()
         self.backend.bind(model)
 
@@ -76,7 +102,15 @@ class Evaluator:
             self.model.train(was_training)
 
     def _stepper(self, ds: GraphDataset):
-        """One closed-loop iteration ``state → next state`` (CUDA-graph replayed when asked)."""
+        """One closed-loop iteration ``state → next state`` (CUDA-graph replayed when asked); for a
+        continuous latent ``hidden → (next hidden, its decoded tokens)``."""
+        if self.latent == "continuous":
+
+            def continuous_step(h):
+                h = self.model.encode(h)
+                return h, reset_dead_factors(decode(self.model.readout(h)))
+
+            return continuous_step
 
         def step(state):
             return self.backend.decode_step(self.model, state)
@@ -89,7 +123,7 @@ class Evaluator:
         self.step = self._stepper(ds)
         depth_from_input = input_depth(ds.tokens, ds.vocab)
         sample_depth = depth_from_input.max(dim=1).values  # [N]
-        budget = iteration_budget(self.settings, int(sample_depth.max()))
+        budget = 1 if self.feedforward else iteration_budget(self.settings, int(sample_depth.max()))
         acc = _Accumulator(budget)
         for start in range(0, len(ds), self.settings.batch_size):
             batch = ds[start : start + self.settings.batch_size]
@@ -98,7 +132,7 @@ class Evaluator:
             if progress is not None:
                 progress.update(len(batch))
         result = acc.result()
-        result["policy"] = self.settings.policy
+        result["policy"] = "feedforward" if self.feedforward else self.settings.policy
         result["graph_depth"] = {
             "min": int(sample_depth.min()),
             "mean": float(sample_depth.float().mean()),
@@ -113,10 +147,11 @@ class Evaluator:
         lengths = batch.lengths.to(self.device)
         B = state.shape[0]
         used = torch.full((B,), budget, dtype=torch.int64, device=self.device)
-        halting = self.settings.policy == "fixed-point"
+        halting = self.settings.policy == "fixed-point" and not self.feedforward
         active = torch.arange(B, device=self.device)  # rows of `state` still iterating
         states = []
         current = state.clone()  # full batch, frozen rows keep their last state
+        hidden = self.model.embed(state) if self.latent == "continuous" else None  # what a continuous latent feeds back
         for t in range(1, budget + 1):
             if active.numel() == 0:
                 states.append(current.clone())
@@ -125,7 +160,11 @@ class Evaluator:
             width = int(lengths[active].max())
             x = current[active, :width]
             with nvtx_range("iteration"):
-                nxt = self.step(x)
+                if hidden is None:
+                    nxt = self.step(x)
+                else:
+                    h, nxt = self.step(hidden[active, :width])
+                    hidden[active, :width] = h
             if halting:
                 unchanged = (nxt == x).flatten(1).all(dim=1)
                 used[active[unchanged]] = t

@@ -1,8 +1,17 @@
 """The recurrent block: factored embedding → pre-LN Transformer with DeBERTa-style relative
-attention → six per-factor heads (docs/method.md §2).
+attention → six per-factor heads (docs/method.md §2); and the chain-of-thought baseline on the same
+encoder (docs/method.md §10).
 
 One forward pass is *one* iteration of the recurrence; the discrete bottleneck that feeds the
 decoded tokens back in lives in ``fastrecur.recurrence``.
+
+``ModelConfig`` switches for the paper's comparisons (docs/method.md §10):
+
+* ``architecture`` — ``recurrent`` (the block, applied once per iteration), ``feedforward`` (the
+  same modules applied exactly once: no weight sharing across depth, the authors' feedforward
+  baseline) or ``cot`` (``CoTTransformer``: one token vocabulary, one head, next-token prediction);
+* ``positions`` — ``relative`` (DeBERTa-style, §2.3) or ``rope`` (rotary positions on q and k, as
+  the authors' baselines; no position table).
 
 Module and parameter names mirror the authors' model (docs/method.md §7), so their checkpoints map
 one-to-one onto ours (``fastrecur.compat``). Initialization is PyTorch's default (docs/method.md §2.5).
@@ -22,12 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastrecur_kernels.reference import relpos_attention_reference
+from fastrecur_kernels.reference import attention_scale, relpos_attention_reference
 
 from .errors import ConfigError
 from .profiling import nvtx_range
 
 DEFAULT_VOCAB_SIZES = (7, 129, 2, 25, 2, 2)  # SYNTAX, VARIABLE, OPERATION, VALUE, REGRET, MODIFICATION
+ARCHITECTURES = ("recurrent", "feedforward", "cot")
+POSITIONS = ("relative", "rope")
 
 
 class AttentionFn(Protocol):
@@ -71,6 +82,9 @@ class ModelConfig:
     bias: bool = True  # biases of the attention and relative-position projections
     layer_norm: bool = True
     layer_norm_eps: float = 1e-5
+    architecture: str = "recurrent"  # recurrent | feedforward | cot (see the module docstring)
+    positions: str = "relative"  # relative (DeBERTa-style) | rope (rotary, the authors' baselines)
+    rope_base: float = 10000.0  # rotary angle of channel pair m at position t: t · base^(−2m/d)
 
     def __post_init__(self):
         object.__setattr__(self, "vocab_sizes", tuple(int(v) for v in self.vocab_sizes))
@@ -88,8 +102,16 @@ class ModelConfig:
         def fail(key, value, allowed):
             raise ConfigError(f"model.{key}={value!r} is invalid: {allowed}")
 
-        if len(self.vocab_sizes) != 6 or min(self.vocab_sizes) < 1:
-            fail("vocab_sizes", self.vocab_sizes, "need six positive sizes (one per factor)")
+        if self.architecture not in ARCHITECTURES:
+            fail("architecture", self.architecture, f"allowed values are {', '.join(ARCHITECTURES)}")
+        if self.positions not in POSITIONS:
+            fail("positions", self.positions, f"allowed values are {', '.join(POSITIONS)}")
+        if not self.rope_base > 1:
+            fail("rope_base", self.rope_base, "must be > 1")
+        sizes_needed = 1 if self.architecture == "cot" else 6
+        if len(self.vocab_sizes) != sizes_needed or min(self.vocab_sizes) < 1:
+            what = "one positive size (the CoT token vocabulary)" if sizes_needed == 1 else "six positive sizes (one per factor)"
+            fail("vocab_sizes", self.vocab_sizes, f"model.architecture={self.architecture!r} needs {what}")
         for key in ("hidden_size", "num_layers", "num_heads", "relpos_window", "relpos_embed_size"):
             if int(getattr(self, key)) < 1:
                 fail(key, getattr(self, key), "must be a positive integer")
@@ -106,7 +128,6 @@ class ModelConfig:
                 fail(key, getattr(self, key), "must be in [0, 1)")
         if self.layer_norm_eps <= 0:
             fail("layer_norm_eps", self.layer_norm_eps, "must be > 0")
-
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -160,26 +181,86 @@ class RelativePositionTable(nn.Module):
         return self.layer_norm(self.relpos_embeddings.weight)
 
 
-class RelativePositionAttention(nn.Module):
-    """Multi-head causal self-attention with c2p and p2c relative-position terms (docs/method.md §2.3)."""
+def rotate(x: torch.Tensor, offset: int, base: float) -> torch.Tensor:
+    """Rotary positions (RoPE): channel pair ``(2m, 2m+1)`` of position ``t = offset + i`` rotated by
+    the angle ``t · base^(−2m/d)`` (the authors' baselines, docs/method.md §10.3). ``x`` ``[B, H, L, d]``.
+    Angles are computed for the positions at hand, so any length works (no table to outgrow)."""
+    L, d = x.shape[-2], x.shape[-1]
+    compute = torch.promote_types(x.dtype, torch.float32)
+    inv_freq = base ** (-torch.arange(0, d, 2, device=x.device, dtype=compute) / d)  # [d/2]
+    angle = torch.arange(offset, offset + L, device=x.device, dtype=compute)[:, None] * inv_freq  # [L, d/2]
+    cos, sin = angle.cos(), angle.sin()
+    even, odd = x[..., 0::2].to(compute), x[..., 1::2].to(compute)
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2).to(x.dtype)
 
-    def __init__(self, cfg: ModelConfig):
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far (incremental decoding).
+
+    Preallocated for ``max_length`` positions; ``length`` is how many are filled. A forward pass of
+    ``n`` new positions writes them in every layer, then advances ``length`` by ``n``."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_length: int, device, dtype):
+        shape = (cfg.num_layers, 2, batch_size, cfg.num_heads, max_length, cfg.head_dim)
+        self.buffer = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new positions' ``k, v`` ``[B, H, n, d]`` of ``layer``; return all keys and values so far."""
+        end = self.length + k.shape[2]
+        if end > self.buffer.shape[4]:
+            raise ValueError(f"KV cache holds {self.buffer.shape[4]} positions, {end} needed")
+        self.buffer[layer, 0, :, :, self.length : end] = k
+        self.buffer[layer, 1, :, :, self.length : end] = v
+        return self.buffer[layer, 0, :, :, :end], self.buffer[layer, 1, :, :, :end]
+
+
+def cached_attention(q, k, v, pos_k, pos_q, *, window: int, shift: int, causal: bool, rope: bool) -> torch.Tensor:
+    """Attention of the last ``Lq`` positions (``q`` ``[B, H, Lq, d]``) to all ``Lk`` keys so far:
+    the uncached math (``relpos_attention_reference`` or RoPE's plain scaled dot product) with the
+    queries offset by ``Lk − Lq``. Eval only (no dropout)."""
+    Lq, Lk, d = q.shape[2], k.shape[2], q.shape[3]
+    i = torch.arange(Lk - Lq, Lk, device=q.device)[:, None]  # query positions
+    j = torch.arange(Lk, device=q.device)[None, :]
+    scores = q @ k.transpose(-1, -2)
+    if not rope:
+        lo = -window + 1 + shift
+        bucket = ((j - i).clamp(lo, shift) - lo).expand(*q.shape[:2], Lq, Lk)  # r(i, j), docs/method.md §2.3
+        if pos_k is not None:  # c2p
+            scores = scores + torch.gather(torch.einsum("bhid,whd->bhiw", q, pos_k), 3, bucket)
+        if pos_q is not None:  # p2c
+            scores = scores + torch.gather(torch.einsum("bhjd,whd->bhwj", k, pos_q), 2, bucket)
+    scores = scores * attention_scale(d, pos_k, pos_q)  # 1/sqrt(d) under RoPE: no position terms
+    if causal:
+        scores = scores.masked_fill(j > i, float("-inf"))
+    probs = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(q.dtype)
+    return probs @ v
+
+
+class RelativePositionAttention(nn.Module):
+    """Multi-head causal self-attention with c2p and p2c relative-position terms (docs/method.md §2.3),
+    or with rotary positions (``positions: rope``: no position terms, no position parameters)."""
+
+    def __init__(self, cfg: ModelConfig, layer_index: int = 0):
         super().__init__()
         D, E = cfg.hidden_size, cfg.relpos_embed_size
+        self.layer_index = layer_index  # its slot in a KVCache
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
         self.window, self.shift, self.causal = cfg.relpos_window, cfg.relpos_shift, cfg.causal
+        self.rope, self.rope_base = cfg.positions == "rope", cfg.rope_base
         self.attn_dropout = cfg.attn_dropout
         self.q_proj = nn.Linear(D, D, bias=cfg.bias)
         self.k_proj = nn.Linear(D, D, bias=cfg.bias)
         self.v_proj = nn.Linear(D, D, bias=cfg.bias)
         self.o_proj = nn.Linear(D, D, bias=cfg.bias)
         # Per-layer projections of the shared table; a disabled term has no parameters (as upstream).
-        self.relpos_k_proj = nn.Linear(E, D, bias=cfg.bias) if cfg.relpos_c2p else None
-        self.relpos_q_proj = nn.Linear(E, D, bias=cfg.bias) if cfg.relpos_p2c else None
+        relative = not self.rope
+        self.relpos_k_proj = nn.Linear(E, D, bias=cfg.bias) if relative and cfg.relpos_c2p else None
+        self.relpos_q_proj = nn.Linear(E, D, bias=cfg.bias) if relative and cfg.relpos_p2c else None
         self.pos_dropout = nn.Dropout(cfg.attn_dropout)
         self.attention_fn: AttentionFn = relpos_attention_reference
 
-    def forward(self, x: torch.Tensor, pos_table: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos_table: Optional[torch.Tensor], cache: Optional[KVCache] = None) -> torch.Tensor:
         B, L, D = x.shape
         H, d = self.num_heads, self.head_dim
 
@@ -188,20 +269,32 @@ class RelativePositionAttention(nn.Module):
 
         with nvtx_range("attention"):
             q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
-            pos = self.pos_dropout(pos_table)  # each layer drops out the shared table on its own
-            pos_k = self.relpos_k_proj(pos).view(self.window, H, d) if self.relpos_k_proj is not None else None
-            pos_q = self.relpos_q_proj(pos).view(self.window, H, d) if self.relpos_q_proj is not None else None
-            o = self.attention_fn(
-                q,
-                k,
-                v,
-                pos_k,
-                pos_q,
-                window=self.window,
-                shift=self.shift,
-                causal=self.causal,
-                dropout_p=self.attn_dropout if self.training else 0.0,
-            )
+            pos_k = pos_q = None
+            if self.rope:
+                offset = cache.length if cache is not None else 0
+                q, k = rotate(q, offset, self.rope_base), rotate(k, offset, self.rope_base)
+            else:
+                pos = self.pos_dropout(pos_table)  # each layer drops out the shared table on its own
+                pos_k = self.relpos_k_proj(pos).view(self.window, H, d) if self.relpos_k_proj is not None else None
+                pos_q = self.relpos_q_proj(pos).view(self.window, H, d) if self.relpos_q_proj is not None else None
+            dropout_p = self.attn_dropout if self.training else 0.0
+            if cache is not None:
+                k, v = cache.update(self.layer_index, k, v)
+                o = cached_attention(q, k, v, pos_k, pos_q, window=self.window, shift=self.shift, causal=self.causal, rope=self.rope)
+            elif self.rope:
+                o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal)
+            else:
+                o = self.attention_fn(
+                    q,
+                    k,
+                    v,
+                    pos_k,
+                    pos_q,
+                    window=self.window,
+                    shift=self.shift,
+                    causal=self.causal,
+                    dropout_p=dropout_p,
+                )
             return self.o_proj(o.transpose(1, 2).reshape(B, L, D))
 
 
@@ -220,15 +313,15 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LN block: ``a = h + Attn(LN_1(h))``; ``h = a + MLP(LN_2(a))``."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer_index: int = 0):
         super().__init__()
         self.ln_1 = _layer_norm(cfg, cfg.hidden_size)
-        self.attn = RelativePositionAttention(cfg)
+        self.attn = RelativePositionAttention(cfg, layer_index)
         self.ln_2 = _layer_norm(cfg, cfg.hidden_size)
         self.mlp = MLP(cfg)
 
-    def forward(self, h: torch.Tensor, pos_table: torch.Tensor) -> torch.Tensor:
-        a = h + self.attn(self.ln_1(h), pos_table)
+    def forward(self, h: torch.Tensor, pos_table: Optional[torch.Tensor], cache: Optional[KVCache] = None) -> torch.Tensor:
+        a = h + self.attn(self.ln_1(h), pos_table, cache)
         return a + self.mlp(self.ln_2(a))
 
 
@@ -237,24 +330,45 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.pos_model = RelativePositionTable(cfg)
+        self.pos_model = RelativePositionTable(cfg) if cfg.positions == "relative" else None
         self.dropout = nn.Dropout(cfg.resid_dropout)
-        self.blocks = nn.ModuleDict({f"layer_{i}": Block(cfg) for i in range(cfg.num_layers)})
+        self.blocks = nn.ModuleDict({f"layer_{i}": Block(cfg, i) for i in range(cfg.num_layers)})
         self.ln_final = _layer_norm(cfg, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
+        """``x`` ``[B, L, D]``; with a ``cache``, ``x`` holds the positions after those cached."""
         h = self.dropout(x)
-        pos_table = self.pos_model()  # LN'd once per pass, shared by every layer
+        pos_table = self.pos_model() if self.pos_model is not None else None  # LN'd once per pass, shared by every layer
         for block in self.blocks.values():
-            h = block(h, pos_table)
+            h = block(h, pos_table, cache)
+        if cache is not None:
+            cache.length += x.shape[1]
         return self.ln_final(h)
 
 
-class RecurrentTransformer(nn.Module):
+class EncoderModel(nn.Module):
+    """What both models share: an ``Encoder`` at ``transformer`` whose attention can be swapped."""
+
+    config: ModelConfig
+    transformer: Encoder
+
+    def set_attention(self, attention_fn: AttentionFn) -> "EncoderModel":
+        """Swap the attention implementation of every layer (same weights, same math)."""
+        for block in self.transformer.blocks.values():
+            block.attn.attention_fn = attention_fn
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class RecurrentTransformer(EncoderModel):
     """One iteration of the recurrence: factored tokens ``[B, L, 6]`` → six logits ``[B, L, V_f]``."""
 
     def __init__(self, cfg: ModelConfig = ModelConfig()):
         super().__init__()
+        if cfg.architecture == "cot":
+            raise ConfigError("model.architecture='cot' is a CoTTransformer, not a RecurrentTransformer: use build_model")
         self.config = cfg
         self.token_embedder = FactoredEmbedding(cfg.vocab_sizes, cfg.hidden_size)
         self.transformer = Encoder(cfg)
@@ -281,12 +395,6 @@ class RecurrentTransformer(nn.Module):
         z = self.encode(self.embed(tokens))
         return z if hidden else self.readout(z)
 
-    def set_attention(self, attention_fn: AttentionFn) -> "RecurrentTransformer":
-        """Swap the attention implementation of every layer (same weights, same math)."""
-        for block in self.transformer.blocks.values():
-            block.attn.attention_fn = attention_fn
-        return self
-
     # Concatenated views used by fused kernels (a head GEMM over all six factors at once).
     def head_weight(self) -> torch.Tensor:
         return torch.cat([head.weight for head in self.output_layers], dim=0)
@@ -297,5 +405,33 @@ class RecurrentTransformer(nn.Module):
     def embedding_weight(self) -> torch.Tensor:
         return torch.cat([emb.weight for emb in self.token_embedder.embeddings], dim=0)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+
+class CoTTransformer(EncoderModel):
+    """The chain-of-thought baseline (docs/method.md §10.4): tokens of one vocabulary ``[B, L]`` →
+    embedding → the same encoder, applied once → one head → next-token logits ``[B, L, V]``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.architecture != "cot":
+            raise ConfigError(f"CoTTransformer needs model.architecture='cot', got {cfg.architecture!r}")
+        self.config = cfg
+        (vocab_size,) = cfg.vocab_sizes
+        self.token_embedder = nn.Embedding(vocab_size, cfg.hidden_size)
+        self.transformer = Encoder(cfg)
+        self.output_layer = nn.Linear(cfg.hidden_size, vocab_size)
+
+    def forward(self, tokens: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
+        """Logits ``[B, L, V]``; with a ``cache`` (``new_cache``), ``tokens`` are the positions after
+        those it holds, and their keys and values are added to it."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be [B, L] token ids, got {tuple(tokens.shape)}")
+        return self.output_layer(self.transformer(self.token_embedder(tokens), cache))
+
+    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
+        weight = self.output_layer.weight
+        return KVCache(self.config, batch_size, max_length, weight.device, weight.dtype)
+
+
+def build_model(cfg: ModelConfig) -> EncoderModel:
+    """The module ``cfg.architecture`` names: ``CoTTransformer`` for ``cot``, else ``RecurrentTransformer``."""
+    return CoTTransformer(cfg) if cfg.architecture == "cot" else RecurrentTransformer(cfg)

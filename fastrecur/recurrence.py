@@ -6,6 +6,9 @@ reset to FALSE after each step: their heads are never trained (loss weight 0), s
 their raw argmax would inject untrained embedding rows (docs/method.md §8.1).
 
 The continuous "nointerm" variant (docs/method.md §3.2) skips the bottleneck: ``h_{t+1} = Encoder(h_t)``.
+``unroll_continuous`` is its one definition, differentiable (training back-propagates through the
+unrolled iterations, optionally truncated); ``ContinuousRecurrence`` wraps it as a module, so that
+DDP and ``torch.compile`` see the whole unrolled forward pass.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch import nn
 
 from fastrecur_kernels.reference import decode_reference, gumbel_noise, reset_factors_reference
 
@@ -75,6 +79,43 @@ def rollout(
     return states if return_all else state
 
 
+def unroll_continuous(
+    model: RecurrentTransformer, tokens: torch.Tensor, num_loops: int, truncation: Optional[int] = None
+) -> list[torch.Tensor]:
+    """The hidden states ``[h_1, …, h_K]`` (``K = num_loops``) of ``h_0 = embed(s_0)``,
+    ``h_{t+1} = Encoder(h_t)`` (no re-embedding; the heads read each ``h_t``).
+
+    Differentiable: a loss on any ``h_t`` back-propagates through every iteration before it (BPTT).
+    ``truncation = T`` cuts that graph every ``T`` iterations: ``h_T, h_2T, …`` enter the next
+    iteration detached, so the gradient of ``h_t`` reaches back to iteration ``T·⌊(t−1)/T⌋ + 1``
+    only (and the embedding only from ``h_1 … h_T``).
+    """
+    if num_loops < 1:
+        raise ValueError(f"num_loops must be >= 1, got {num_loops}")
+    if truncation is not None and truncation < 1:
+        raise ValueError(f"truncation must be >= 1 or None, got {truncation}")
+    h = model.embed(tokens)
+    hidden = []
+    for t in range(num_loops):
+        if truncation is not None and t > 0 and t % truncation == 0:
+            h = h.detach()
+        h = model.encode(h)
+        hidden.append(h)
+    return hidden
+
+
+class ContinuousRecurrence(nn.Module):
+    """``unroll_continuous`` as a module around ``model`` (which it holds as ``model``): training
+    wraps this, so one forward call — the one DDP and ``torch.compile`` see — covers all iterations."""
+
+    def __init__(self, model: RecurrentTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, num_loops: int, truncation: Optional[int] = None) -> list[torch.Tensor]:
+        return unroll_continuous(self.model, tokens, num_loops, truncation)
+
+
 @torch.no_grad()
 def rollout_continuous(
     model: RecurrentTransformer,
@@ -87,9 +128,7 @@ def rollout_continuous(
 
     Decoded states are returned for metrics only; they are never fed back.
     """
-    h = model.embed(tokens)
     states = [tokens]
-    for _ in range(num_loops):
-        h = model.encode(h)
-        states.append(decode(model.readout(h)))
+    if num_loops:
+        states += [decode(model.readout(h)) for h in unroll_continuous(model, tokens, num_loops)]
     return states if return_all else states[-1]

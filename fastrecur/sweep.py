@@ -20,7 +20,7 @@ from .compat import load_upstream_dataset
 from .config import RunConfig
 from .data import DagConfig, GraphDataset, generate_dataset, ood_config
 from .errors import ConfigError
-from .evaluate import Evaluator, percent
+from .evaluate import make_evaluator, percent
 from .io import atomic_write_text
 
 
@@ -50,7 +50,7 @@ def in_distribution_dataset(cfg: RunConfig, num_graphs: int, seed: int = 4242) -
 
 
 def run_sweep(model, cfg: RunConfig, device: torch.device, backend=None, show_progress: bool = True) -> list[dict]:
-    evaluator = Evaluator(model, cfg.eval, device, backend)
+    evaluator = make_evaluator(model, cfg, device, backend)
     results = []
     bar = None
     if show_progress:
@@ -88,8 +88,9 @@ def write_sweep(results: list[dict], out_dir: str, train_size: Optional[int]) ->
             "value_acc": r["value_acc"],
             "mean_depth": r["graph_depth"]["mean"],
             "max_depth": r["graph_depth"]["max"],
-            "iterations_mean": r["iterations"]["mean"],
-            "iterations_max": r["iterations"]["max"],
+            "iterations_mean": r["iterations"]["mean"] if "iterations" in r else "",
+            "iterations_max": r["iterations"]["max"] if "iterations" in r else "",
+            "generated_tokens_mean": r["generated_tokens"]["mean"] if "generated_tokens" in r else "",
         }
         for r in results
     ]
@@ -123,6 +124,8 @@ def plot_sweep(results: list[dict], train_size: Optional[int], size_path: str, i
     fig, ax = plt.subplots(figsize=(6, 4))
     cmap = plt.get_cmap("viridis")
     for i, r in enumerate(results):
+        if "per_iteration" not in r:  # a CoT model has no iterations
+            continue
         curve = r["per_iteration"]["fully_solved"]
         ax.plot(range(1, len(curve) + 1), [100 * c for c in curve], color=cmap(i / max(1, len(results) - 1)), label=f"n={r['num_nodes']}")
     ax.set(xlabel="iterations", ylabel="% completely solved", ylim=(-2, 102), title="Accuracy vs iterations")
@@ -133,13 +136,18 @@ def plot_sweep(results: list[dict], train_size: Optional[int], size_path: str, i
     plt.close(fig)
 
 
+def steps_per_graph(result: dict) -> float:
+    """Mean iterations of a recurrent model's evaluation, or mean generated tokens of a CoT model's."""
+    return result["generated_tokens"]["mean"] if "generated_tokens" in result else result["iterations"]["mean"]
+
+
 def format_table(results: list[dict], train_size: Optional[int]) -> str:
     lines = [f"{'n':>5} {'graphs':>7} {'depth':>11} {'iters':>6} {'solved':>8} {'values':>8}"]
     for r in results:
         mark = "  ← training size" if r["num_nodes"] == train_size else ""
         d = r["graph_depth"]
         lines.append(
-            f"{r['num_nodes']:>5} {r['num_graphs']:>7} {d['mean']:>5.1f} (≤{d['max']:>2}) {r['iterations']['mean']:>6.1f} "
+            f"{r['num_nodes']:>5} {r['num_graphs']:>7} {d['mean']:>5.1f} (≤{d['max']:>2}) {steps_per_graph(r):>6.1f} "
             f"{percent(r['fully_solved']):>8} {percent(r['value_acc']):>8}{mark}"
         )
     return "\n".join(lines)

@@ -16,6 +16,12 @@ Checkpoints hold model, optimizer, scheduler, RNG states, step and config (``fas
 they are written atomically, and ``--resume`` continues a run so that its losses equal those of an
 uninterrupted run.
 
+The paper's other arms (docs/method.md §10) replace steps 1–3 (``fastrecur.objectives``): with
+``train.latent: continuous`` one forward pass unrolls the continuous recurrence from ``S_0`` and one
+backward goes through it (BPTT, optionally truncated), supervised per iteration or on the final
+state only; ``model.architecture: cot`` trains next-token prediction on the CoT serialization of the
+same graphs. The method's step is untouched by these switches.
+
 A loss or gradient that becomes NaN or infinite stops the run (``TrainingDiverged``: one line with
 the step and the losses concerned) without overwriting the last checkpoint. Finiteness is recorded
 on the device every step and read on the host only when the metrics are logged and before every
@@ -35,15 +41,18 @@ import numpy as np
 import torch
 
 from .backends import resolve_backend, resolve_device
-from .batches import load_training_file, training_batches, training_vocab
+from .batches import training_batches, training_max_depth, training_vocab
 from .checkpoint import CHECKPOINT_NAME, global_rng_state, load_checkpoint, restore_global_rng_state, save_checkpoint
 from .config import RunConfig
-from .data import FACTORS, SYN_PAD, SYNTAX, VALUE, GraphDataset
+from .data import FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, teacher_states
+from .data.cot import CoTVocab, cot_required_length, cot_sequences
 from .errors import ConfigError, TrainingDiverged
-from .model import RecurrentTransformer
+from .model import build_model
+from .objectives import next_token_loss, unrolled_loss
 from .profiling import nvtx_range
+from .recurrence import ContinuousRecurrence
 from .runlog import RunLogger
-from .train_metrics import TrainMetrics
+from .train_metrics import NextTokenMetrics, TrainMetrics
 
 
 def seed_everything(seed: int) -> None:
@@ -96,15 +105,22 @@ class Trainer:
         seed_everything(self.tcfg.seed + (dist.rank if dist is not None else 0))
 
         self.vocab = training_vocab(cfg.data)
-        if tuple(cfg.model.vocab_sizes) != tuple(self.vocab.sizes):
+        self.cot = cfg.model.architecture == "cot"
+        expected = (CoTVocab.of(self.vocab).size,) if self.cot else tuple(self.vocab.sizes)
+        if tuple(cfg.model.vocab_sizes) != expected:
             raise ConfigError(
                 f"model.vocab_sizes={list(cfg.model.vocab_sizes)} does not match the data's vocabulary "
-                f"{list(self.vocab.sizes)} (num_vars, ops and mod_val decide it): set model.vocab_sizes to it"
+                f"{list(expected)} (num_vars, ops and mod_val decide it): set model.vocab_sizes to it"
             )
-        self.model = RecurrentTransformer(cfg.model).to(self.device)
+        self.cot_length = self._cot_length() if self.cot else None
+        self.model = build_model(cfg.model).to(self.device)
         self.backend = resolve_backend(self.tcfg.backend, self.device)
         self.backend.bind(self.model)
-        self.train_model = self._wrap(self.model)
+        # What one step computes (docs/method.md §4.2, §10): the method's teacher-forced pass, the
+        # unrolled continuous recurrence, or next-token prediction.
+        self.unrolled = self.tcfg.latent == "continuous"
+        self.forward_loss = self._next_token if self.cot else self._unrolled if self.unrolled else self._teacher_forced
+        self.train_model = self._wrap(ContinuousRecurrence(self.model) if self.unrolled else self.model)
 
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -122,7 +138,7 @@ class Trainer:
         self.step_coin_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 17)
         self.corruption_rng = torch.Generator().manual_seed(self.tcfg.seed * 7919 + 31 + 1_000_003 * self.rank)
         self.loss_weights = tuple(float(w) for w in self.tcfg.loss_weights)
-        self.watch = NonFiniteWatch(self.device)
+        self.watch = NonFiniteWatch(self.device, () if self.cot else FACTORS)
         self.state = TrainState()
         self.out_dir = self.tcfg.out_dir
         if resume:
@@ -131,7 +147,16 @@ class Trainer:
 
     # --- setup helpers ----------------------------------------------------------------------
 
-    def _wrap(self, model: RecurrentTransformer):
+    def _cot_length(self) -> Optional[int]:
+        """CoT sequences' padded length: the longest the training graphs can produce (``faithful``,
+        the authors' fixed length), or None: each batch's longest (``trim``)."""
+        if self.tcfg.padding != "faithful":
+            return None
+        if self.cfg.data.source != "stream":
+            raise ConfigError("train.padding='faithful' with model.architecture='cot' needs data.source=stream (the graph settings fix the length)")
+        return cot_required_length(DagConfig(**self.cfg.data.train), self.cfg.data.cot_type)
+
+    def _wrap(self, model: torch.nn.Module):
         module = model
         if self.tcfg.compile:
             module = torch.compile(module, mode=self.tcfg.compile_mode)
@@ -164,8 +189,10 @@ class Trainer:
         length, and divide its loss by the global token count / world size: then DDP's gradient
         average equals the gradient of one process that saw the whole global batch.
         """
+        if self.cot:
+            return self._prepare_cot(batch)
         tokens, labels, depth = batch.tokens, batch.labels, batch.depth
-        num_iters, real_len = int(depth.max()) + 1, int(batch.lengths.max())
+        num_iters, real_len = self._num_iters(depth), int(batch.lengths.max())
         if self.dist is not None:
             num_iters, real_len = self.dist.all_max(num_iters, real_len)
         token_mask, normalizer = None, None
@@ -176,63 +203,122 @@ class Trainer:
             if self.dist is not None:
                 (global_count,) = self.dist.all_sum(int(token_mask.sum()))
                 normalizer = global_count * num_iters / self.dist.world_size
-        to = lambda t: t.to(self.device, non_blocking=True) if t is not None else None  # noqa: E731
+        to = self._to_device
         return StepBatch(to(tokens), to(labels), to(depth), to(token_mask), num_iters, normalizer)
+
+    def _to_device(self, t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        return t.to(self.device, non_blocking=True) if t is not None else None
+
+    def _num_iters(self, depth: torch.Tensor) -> int:
+        """``D + 1`` for the deepest graph of the batch, or ``train.iterations``; 1 for feedforward."""
+        if self.cfg.model.architecture == "feedforward":
+            return 1
+        return self.tcfg.iterations or int(depth.max()) + 1
+
+    def _prepare_cot(self, batch: GraphDataset) -> StepBatch:
+        """The CoT sequences of the batch's graphs (docs/method.md §10.4): trimmed to the longest
+        (``trim``) or at the longest these graphs can be (``faithful``, the authors' fixed length);
+        the loss counts the next tokens from ``<COT>`` on — real ones (``trim``) or all, pads
+        included (``faithful``, as the authors)."""
+        cb = cot_sequences(batch.labels, batch.vocab, self.cfg.data.cot_type, self.cot_length)
+        tokens, real_len = cb.tokens, int(cb.lengths.max())
+        if self.dist is not None:
+            (real_len,) = self.dist.all_max(real_len)
+        if self.tcfg.padding == "trim":  # pads to a multiple of length_multiple: few distinct shapes
+            keep = math.ceil(real_len / self.tcfg.length_multiple) * self.tcfg.length_multiple
+            tokens = torch.nn.functional.pad(tokens[:, :keep], (0, keep - min(keep, tokens.shape[1])))
+        positions = torch.arange(tokens.shape[1] - 1)
+        counted = positions >= (cb.prompt_lengths[:, None] - 1)  # input position i predicts token i + 1
+        if self.tcfg.padding == "trim":
+            counted &= positions < (cb.lengths[:, None] - 1)
+        normalizer = None
+        if self.dist is not None:
+            (global_count,) = self.dist.all_sum(int(counted.sum()))
+            normalizer = global_count / self.dist.world_size
+        # CoT batches: tokens [B, L] ids, token_mask [B, L − 1] the next tokens the loss counts.
+        return StepBatch(self._to_device(tokens), None, None, self._to_device(counted), 1, normalizer)
 
     def train_step(self, sb: StepBatch) -> dict:
         """One optimizer step; returns device tensors (no host sync)."""
         with nvtx_range("step"):
-            c = self.tcfg.corruption
-            corrupt = c.enable and torch.rand((), generator=self.step_coin_rng).item() < c.step_prob
-            with nvtx_range("teacher"):
-                tb = self.backend.teacher_batch(
-                    sb.tokens,
-                    sb.labels,
-                    sb.depth,
-                    sb.num_iters,
-                    corrupt=corrupt,
-                    strategy=c.strategy,
-                    token_prob=c.token_prob,
-                    value_vocab_size=self.vocab.sizes[VALUE],
-                    generator=self.corruption_rng,
-                )
-            K, B, L, F = tb.inputs.shape
-            mask = sb.token_mask.expand(K, B, L).reshape(K * B, L) if sb.token_mask is not None else None
-            self.train_model.train()
-            with nvtx_range("forward_loss"), self.autocast():
-                out = self.backend.loss(
-                    self.train_model,
-                    tb.inputs.reshape(K * B, L, F),
-                    tb.targets.reshape(K * B, L, F),
-                    self.loss_weights,
-                    mask,
-                    sb.normalizer,
-                )
+            out = self.forward_loss(sb)
             with nvtx_range("backward"):
                 self.optimizer.zero_grad(set_to_none=True)
-                out.total.backward()
+                out["total"].backward()
             with nvtx_range("optimizer"):
                 grad_norm = None
                 if self.tcfg.grad_clip is not None:
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
                 self.optimizer.step()
                 self.scheduler.step()
+        out["loss"] = out.pop("total").detach()
+        out["grad_norm"] = grad_norm
+        return out
+
+    def _teacher_forced(self, sb: StepBatch) -> dict:
+        """The method's step (docs/method.md §4.2): teacher states, corruption, one forward pass."""
+        c = self.tcfg.corruption
+        corrupt = c.enable and torch.rand((), generator=self.step_coin_rng).item() < c.step_prob
+        with nvtx_range("teacher"):
+            tb = self.backend.teacher_batch(
+                sb.tokens,
+                sb.labels,
+                sb.depth,
+                sb.num_iters,
+                corrupt=corrupt,
+                strategy=c.strategy,
+                token_prob=c.token_prob,
+                value_vocab_size=self.vocab.sizes[VALUE],
+                generator=self.corruption_rng,
+            )
+        K, B, L, F = tb.inputs.shape
+        mask = sb.token_mask.expand(K, B, L).reshape(K * B, L) if sb.token_mask is not None else None
+        self.train_model.train()
+        with nvtx_range("forward_loss"), self.autocast():
+            out = self.backend.loss(
+                self.train_model,
+                tb.inputs.reshape(K * B, L, F),
+                tb.targets.reshape(K * B, L, F),
+                self.loss_weights,
+                mask,
+                sb.normalizer,
+            )
         return {
-            "loss": out.total.detach(),
+            "total": out.total,
             "per_factor": out.per_factor,
             "correct": out.correct.view(K, B, L, F),
             "corrupted": tb.corrupted,
-            "grad_norm": grad_norm,
             "positions": K * B * L,
         }
+
+    def _unrolled(self, sb: StepBatch) -> dict:
+        """Continuous latent (docs/method.md §10.1–10.3): one unrolled forward from ``S_0``, supervised
+        by the teacher states ``S_1 … S_K`` or by the solved sequence only."""
+        if self.tcfg.supervision == "per_iteration":
+            with nvtx_range("teacher"):
+                _, targets = teacher_states(sb.tokens, sb.labels, sb.depth, sb.num_iters)
+        else:
+            targets = sb.labels.unsqueeze(0)  # the solved sequence: the only target
+        self.train_model.train()
+        with nvtx_range("forward_loss"), self.autocast():
+            return unrolled_loss(
+                self.train_model, self.backend, self.model, sb.tokens, targets, sb.num_iters,
+                truncation=self.tcfg.bptt_truncation, weights=self.loss_weights,
+                token_mask=sb.token_mask, normalizer=sb.normalizer,
+            )  # fmt: skip
+
+    def _next_token(self, sb: StepBatch) -> dict:
+        """The CoT baseline (docs/method.md §10.4): next-token cross-entropy from ``<COT>`` on."""
+        self.train_model.train()
+        with nvtx_range("forward_loss"), self.autocast():
+            return next_token_loss(self.train_model, sb.tokens, sb.token_mask, sb.normalizer)
 
     # --- the loop ---------------------------------------------------------------------------
 
     def fit(self, on_log: Optional[Callable[[dict], None]] = None) -> TrainState:
         tcfg = self.tcfg
         logger = RunLogger(self.out_dir, enabled=self.is_main)
-        max_iters = self._max_iters()
-        metrics = TrainMetrics(max_iters, self.device)
+        metrics = self._metrics()
         progress = self._progress_bar()
         start_wall = time.perf_counter()
         interval_start, interval_positions = time.perf_counter(), 0
@@ -244,7 +330,10 @@ class Trainer:
                 self.state.step += 1
                 self.state.tokens_seen += out["positions"]
                 interval_positions += out["positions"]
-                metrics.update(out["loss"], out["per_factor"], out["correct"], sb.token_mask, sb.depth, out["corrupted"])
+                if self.cot:
+                    metrics.update(out["loss"], out["correct"], sb.token_mask)
+                else:
+                    metrics.update(out["loss"], out["per_factor"], out["correct"], sb.token_mask, sb.depth, out["corrupted"])
                 self.watch.update(self.state.step, out["loss"], out["per_factor"], out["grad_norm"])
                 if progress is not None:
                     progress.update(1)
@@ -286,11 +375,16 @@ class Trainer:
         self.save_checkpoint()
         return self.state
 
+    def _metrics(self):
+        if self.cot:
+            return NextTokenMetrics(self.device)
+        return TrainMetrics(self._max_iters(), self.device, final_state=self.tcfg.supervision == "final_state")
+
     def _max_iters(self) -> int:
-        """Metrics are sized for the deepest graph the training data can hold."""
-        if self.cfg.data.source == "stream":
-            return int(self.cfg.data.train.get("max_depth", 6)) + 1
-        return int(load_training_file(self.cfg.data).depth.max()) + 1
+        """Metrics are sized for the deepest graph the training data can hold (or the fixed count)."""
+        if self.cfg.model.architecture == "feedforward":
+            return 1
+        return self.tcfg.iterations or training_max_depth(self.cfg.data) + 1
 
     def stop_if_diverged(self, check_weights: bool = False, collective: bool = True) -> None:
         """Raise ``TrainingDiverged`` if a loss or gradient norm was not finite (or, with
@@ -329,12 +423,12 @@ class Trainer:
 
     def validate(self) -> dict:
         """Closed-loop accuracy on held-out graphs (the in-training validation set)."""
-        from .evaluate import Evaluator, validation_dataset
+        from .evaluate import make_evaluator, validation_dataset
 
         dataset = validation_dataset(self.cfg, self.vocab)
         if dataset is None:
             return {}
-        result = Evaluator(self.model, self.cfg.eval, self.device, self.backend).evaluate(dataset)
+        result = make_evaluator(self.model, self.cfg, self.device, self.backend).evaluate(dataset)
         return {"val/fully_solved": result["fully_solved"], "val/value_acc": result["value_acc"]}
 
     # --- checkpoints ------------------------------------------------------------------------
@@ -395,9 +489,10 @@ class NonFiniteWatch:
     ``update`` only launches a few tiny device ops (no host sync); ``problem`` reads the record once.
     """
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, factors: tuple = FACTORS):
+        self.factors = tuple(factors)  # names of the per-factor losses (none for the CoT baseline)
         self.first_step = torch.zeros((), dtype=torch.int64, device=device)  # 0: nothing yet
-        self.bad_losses = torch.zeros(1 + len(FACTORS), dtype=torch.bool, device=device)  # total, per factor
+        self.bad_losses = torch.zeros(1 + len(self.factors), dtype=torch.bool, device=device)  # total, per factor
         self.bad_grad = torch.zeros((), dtype=torch.bool, device=device)
 
     @torch.no_grad()
@@ -414,7 +509,7 @@ class NonFiniteWatch:
         first_step, *flags = torch.cat([self.first_step.reshape(1), self.bad_losses, self.bad_grad.reshape(1)]).tolist()
         if first_step == 0:
             return None
-        names = ["loss"] + [f"loss/{name.lower()}" for name in FACTORS] + ["gradient norm"]
+        names = ["loss"] + [f"loss/{name.lower()}" for name in self.factors] + ["gradient norm"]
         return f"at step {first_step} the {', '.join(n for n, bad in zip(names, flags) if bad)} became NaN or infinite"
 
 

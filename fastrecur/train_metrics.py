@@ -11,6 +11,10 @@ Metrics, per iteration ``k`` (input ``S_k``, target ``S_{k+1}``) and factor ``f`
 * ``value_solved/k<k>`` — VALUE accuracy on RHS slots of depth ``≤ k``;
 * ``recorrected`` — VALUE accuracy on corrupted slots (steps with corruption only);
 * ``loss``, ``loss/<factor>`` — means over the interval.
+
+With final-state supervision (``final_state=True``, docs/method.md §10.2) only the last iteration is
+read: ``acc/<factor>/final``, ``seq_acc/<factor>/final`` and ``value/final`` (all node values).
+``NextTokenMetrics`` serves the chain-of-thought baseline.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ FACTOR_NAMES = tuple(name.lower() for name in FACTORS)  # as they appear in metr
 
 
 class TrainMetrics:
-    def __init__(self, max_iters: int, device: torch.device):
-        self.max_iters = max_iters
+    def __init__(self, max_iters: int, device: torch.device, final_state: bool = False):
+        self.max_iters = 1 if final_state else max_iters
+        self.final_state = final_state
         self.device = device
         self.reset()
 
@@ -66,6 +71,8 @@ class TrainMetrics:
         self.seq_count[:K] += depth.shape[0]
 
         value_ok = correct[..., VALUE]  # [K, B, L]
+        if self.final_state:  # the one supervised state is the solved one: every node counts as "new"
+            depth = torch.where(depth >= 0, 0, -1)
         k = torch.arange(K, device=depth.device).view(-1, 1, 1)
         new = (depth.unsqueeze(0) == k) & (depth.unsqueeze(0) >= 0)
         solved = (depth.unsqueeze(0) <= k) & (depth.unsqueeze(0) >= 0)
@@ -96,13 +103,51 @@ class TrainMetrics:
         for k in range(self.max_iters):
             if host["token_count"][k] == 0:
                 continue
+            level = "final" if self.final_state else f"k{k}"
             for f in SCORED_FACTORS:
                 name = FACTOR_NAMES[f]
-                out[f"acc/{name}/k{k}"] = ratio(host["token_correct"][k, f].item(), host["token_count"][k].item())
-                out[f"seq_acc/{name}/k{k}"] = ratio(host["seq_correct"][k, f].item(), host["seq_count"][k].item())
+                out[f"acc/{name}/{level}"] = ratio(host["token_correct"][k, f].item(), host["token_count"][k].item())
+                out[f"seq_acc/{name}/{level}"] = ratio(host["seq_correct"][k, f].item(), host["seq_count"][k].item())
+            if self.final_state:
+                out["value/final"] = ratio(host["new_correct"][k].item(), host["new_count"][k].item())
+                continue
             out[f"value_new/k{k}"] = ratio(host["new_correct"][k].item(), host["new_count"][k].item())
             out[f"value_solved/k{k}"] = ratio(host["solved_correct"][k].item(), host["solved_count"][k].item())
         if host["recorrected_count"].item() > 0:
             out["recorrected"] = host["recorrected_correct"].item() / host["recorrected_count"].item()
+        self.reset()
+        return out
+
+
+class NextTokenMetrics:
+    """Teacher-forced metrics of the CoT baseline, on the tokens the loss counts: ``loss``,
+    ``acc/token`` (next-token accuracy) and ``seq_acc`` (sequences right at every counted token)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        z = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
+        self.steps = 0
+        self.loss, self.correct, self.count, self.seq_correct, self.seq_count = z(), z(), z(), z(), z()
+
+    @torch.no_grad()
+    def update(self, loss: torch.Tensor, correct: torch.Tensor, mask: torch.Tensor) -> None:
+        """``correct``, ``mask``: bool ``[B, L]`` (next token right; the token counts)."""
+        self.steps += 1
+        self.loss += loss.detach().double()
+        self.correct += (correct & mask).sum().double()
+        self.count += mask.sum().double()
+        self.seq_correct += (correct | ~mask).all(dim=1).sum().double()
+        self.seq_count += correct.shape[0]
+
+    def summary(self) -> dict[str, float]:
+        if self.steps == 0:
+            return {}
+        loss, correct, count, seq_correct, seq_count = torch.stack(
+            [self.loss, self.correct, self.count, self.seq_correct, self.seq_count]
+        ).tolist()
+        out = {"loss": loss / self.steps, "acc/token": correct / max(count, 1.0), "seq_acc": seq_correct / max(seq_count, 1.0)}
         self.reset()
         return out

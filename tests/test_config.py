@@ -189,3 +189,30 @@ def test_scientific_notation_in_the_authors_config_directory(tmp_path):
     (tmp_path / "data_config.yaml").write_text(AUTHORS_DATA)
     cfg = load_config(str(tmp_path))
     assert cfg.model.layer_norm_eps == 1e-5 and cfg.train.lr == 1e-3
+
+
+def test_authors_nointerm_config_trains_the_continuous_latent(tmp_path):
+    """Their train_config with nointerm: true is their model without the discrete bottleneck (BPTT);
+    their nointerm path never corrupts, whatever recorrection_args says."""
+    (tmp_path / "model_config.yaml").write_text(AUTHORS_MODEL)
+    (tmp_path / "train_config.yaml").write_text(AUTHORS_TRAIN + "nointerm: true\n")
+    (tmp_path / "data_config.yaml").write_text(AUTHORS_DATA)
+    cfg = load_config(str(tmp_path))
+    assert cfg.train.latent == "continuous" and cfg.train.supervision == "per_iteration"
+    assert not cfg.train.corruption.enable and cfg.train.iterations is None
+    (tmp_path / "train_config.yaml").write_text(AUTHORS_TRAIN.replace("max_train_loop: 8", "max_train_loop: 4") + "nointerm: true\n")
+    with pytest.raises(ConfigError, match="max_train_loop=4"):
+        load_config(str(tmp_path))
+
+
+def test_a_config_file_can_start_from_another(tmp_path):
+    (tmp_path / "base.yaml").write_text("base: tiny\ntrain: {steps: 11}\n")
+    (tmp_path / "run.yaml").write_text("base: base.yaml\ntrain: {lr: 0.002}\ndata: {train: {mod_val: 5}}\n")
+    cfg = load_config(str(tmp_path / "run.yaml"))
+    tiny = load_config("tiny")
+    assert (cfg.train.steps, cfg.train.lr, cfg.data.train["mod_val"]) == (11, 0.002, 5)
+    assert cfg.data.train["num_nodes"] == tiny.data.train["num_nodes"] and cfg.model == tiny.model  # merged key by key
+    assert load_config("tiny-compare").model == tiny.model
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load_config(str(tmp_path / "loop.yaml"))

@@ -90,6 +90,27 @@ def test_two_process_step_equals_one_process_step(tmp_path, padding, backend):
     assert_same_training_state(single, ddp)
 
 
+@pytest.mark.parametrize("arm", ["continuous", "cot"])
+def test_the_other_arms_train_data_parallel_as_one_process(tmp_path, arm):
+    """The unrolled continuous recurrence (BPTT) and next-token CoT training under DDP."""
+    from fastrecur.data.cot import CoTVocab
+
+    def config(out_dir):
+        raw = raw_config(out_dir, length_multiple=8)
+        if arm == "continuous":
+            raw["train"].update(latent="continuous", bptt_truncation=2)
+        else:
+            raw["model"].update(architecture="cot", positions="rope", vocab_sizes=[CoTVocab.of(DagConfig(**GRAPHS).vocab()).size])
+        return raw
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path / "ddp")))
+    torchrun(path)
+    ddp = load_checkpoint(str(tmp_path / "ddp" / "checkpoint.pt"))
+    assert ddp["world_size"] == 2 and ddp["step"] == 1
+    assert_same_training_state(one_process(config(tmp_path / "single")), ddp)
+
+
 def test_two_process_run_resumes_from_a_one_process_checkpoint(tmp_path):
     first = Trainer(RunConfig.from_dict(raw_config(tmp_path / "run", steps=2)), show_progress=False)
     first.fit()

@@ -127,3 +127,28 @@ def test_compiled_step_has_no_graph_breaks(graphs, triton_backend, device):
     compiled.backward()
     torch.testing.assert_close(compiled, eager)
     torch.testing.assert_close(model.transformer.blocks["layer_0"].attn.q_proj.weight.grad, eager_grad)
+
+
+def test_the_unrolled_continuous_loss_agrees(graphs, triton_backend, device):
+    """The continuous arms' BPTT loss through the triton backend's fused heads + loss (rotary
+    positions: the attention kernel is checked above, and is slow in the interpreter)."""
+    from fastrecur.objectives import unrolled_loss
+    from fastrecur.recurrence import ContinuousRecurrence
+
+    K = int(graphs.depth.max()) + 1
+    tokens = graphs.tokens.to(device)
+    _, targets = teacher_states(tokens, graphs.labels.to(device), graphs.depth.to(device), K)
+    mask = tokens[..., 0] != 3
+
+    def run(backend):
+        model = make_model(graphs, device, positions="rope")
+        backend.bind(model).train()
+        out = unrolled_loss(ContinuousRecurrence(model), backend, model, tokens, targets, K, truncation=2, weights=WEIGHTS, token_mask=mask)
+        out["total"].backward()
+        return out, {n: p.grad for n, p in model.named_parameters()}
+
+    (got, got_grads), (want, want_grads) = run(triton_backend), run(ReferenceBackend())
+    torch.testing.assert_close(got["total"], want["total"], rtol=1e-4, atol=1e-4)
+    assert torch.equal(got["correct"], want["correct"])
+    for name, g in want_grads.items():
+        torch.testing.assert_close(got_grads[name], g, rtol=1e-3, atol=1e-4, msg=name)

@@ -114,6 +114,9 @@ def test_the_reference_math_needs_only_torch():
         ("fastrecur.checkpoint", ("train", "evaluate", "commands")),
         ("fastrecur.commands.evaluate", ("train",)),
         ("fastrecur.commands.sweep", ("train",)),
+        ("fastrecur.generation", ("train", "evaluate", "backends", "checkpoint", "commands", "config")),
+        ("fastrecur.objectives", ("train", "evaluate", "checkpoint", "commands", "config")),
+        ("fastrecur.evaluate_cot", ("train", "evaluate", "checkpoint", "commands")),
     ],
 )
 def test_dependencies_point_one_way(module, forbidden):

@@ -6,7 +6,8 @@ checkpoints and code paths:
 * ``attention`` — plugged into every layer of the model by ``bind`` (the one call that attaches a
   backend to a model; the trainer and the evaluator make it for the model they are given);
 * ``teacher_batch`` — teacher states ``S_k`` / targets ``S_{k+1}`` and error-correction noise;
-* ``loss`` — the six heads' weighted cross-entropy plus per-token correctness for metrics;
+* ``loss`` — the six heads' weighted cross-entropy plus per-token correctness for metrics
+  (``readout_loss``: the same from a hidden state the caller computed, e.g. a continuous recurrence);
 * ``decode_step`` — one closed-loop iteration for evaluation (logits → argmax → next state).
 """
 
@@ -19,7 +20,7 @@ import torch
 
 from fastrecur_kernels.reference import FactorLoss
 
-from ..model import AttentionFn, RecurrentTransformer
+from ..model import AttentionFn, EncoderModel, RecurrentTransformer
 
 # What ``Backend.loss`` returns: ``total`` (Σ_f w_f · mean CE_f, differentiable), ``per_factor``
 # ([6] mean CE per factor, detached) and ``correct`` (bool [N, L, 6]: argmax == target).
@@ -33,11 +34,12 @@ class TeacherBatch:
     corrupted: Optional[torch.Tensor]  # bool [K, B, L], or None on an uncorrupted step
 
 
-def core_model(model) -> Optional[RecurrentTransformer]:
-    """The ``RecurrentTransformer`` under DDP and ``torch.compile`` wrappers, or None when ``model``
-    is something else (e.g. a test stand-in with a forward of its own)."""
-    while not isinstance(model, RecurrentTransformer):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+def core_model(model) -> Optional[EncoderModel]:
+    """The model (``RecurrentTransformer`` or ``CoTTransformer``) under DDP, ``torch.compile`` and
+    recurrence wrappers, or None when ``model`` is something else (e.g. a test stand-in with a
+    forward of its own)."""
+    while not isinstance(model, EncoderModel):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod", None) or getattr(model, "model", None)
         if model is None:
             return None
     return model
@@ -51,8 +53,8 @@ class Backend:
 
     def bind(self, model):
         """Route every attention layer of ``model`` (through DDP / compile wrappers) through this
-        backend; returns ``model``. A model that is no ``RecurrentTransformer`` has no attention
-        layers to route."""
+        backend; returns ``model``. A stand-in that is no ``EncoderModel`` has no attention layers
+        to route."""
         core = core_model(model)
         if core is not None:
             core.set_attention(self.attention)
@@ -90,6 +92,10 @@ class Backend:
         divides by the global count / world size, so averaging gradients over ranks gives the
         single-process mean).
         """
+        raise NotImplementedError
+
+    def readout_loss(self, model: RecurrentTransformer, z: torch.Tensor, targets, weights, token_mask, normalizer=None) -> LossOutput:
+        """``loss`` of the heads of ``model`` (the bare model, no wrapper) read at hidden states ``z`` ``[N, L, D]``."""
         raise NotImplementedError
 
     def decode_step(self, model, state: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,13 @@ class ReferenceBackend(Backend):
         return TeacherBatch(inputs, targets, corrupted)
 
     def loss(self, model, inputs, targets, weights, token_mask, normalizer=None) -> LossOutput:
-        logits = model(inputs)
+        return self._factor_loss(model(inputs), targets, weights, token_mask, normalizer)
+
+    def readout_loss(self, model, z, targets, weights, token_mask, normalizer=None) -> LossOutput:
+        return self._factor_loss(model.readout(z), targets, weights, token_mask, normalizer)
+
+    @staticmethod
+    def _factor_loss(logits, targets, weights, token_mask, normalizer) -> LossOutput:
         sizes = [lg.shape[-1] for lg in logits]
         return factor_loss_reference(logits, targets, sizes, weights, token_mask, normalizer=normalizer)
 

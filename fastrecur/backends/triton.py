@@ -45,7 +45,7 @@ def _import_ops(device: torch.device):
 
 def _core(model) -> RecurrentTransformer:
     core = core_model(model)
-    if core is None:
+    if not isinstance(core, RecurrentTransformer):
         raise TypeError(f"the triton backend needs a RecurrentTransformer, got {type(model).__name__}")
     return core
 
@@ -92,10 +92,12 @@ class TritonBackend(Backend):
         token_mask: Optional[torch.Tensor],
         normalizer: Optional[float] = None,
     ) -> LossOutput:
-        core = _core(model)
-        sizes = core.config.vocab_sizes
         z = model(inputs, hidden=True)  # through the wrapper, so DDP's hooks see the forward pass
-        weight, bias = self.padded_heads(core)
+        return self.readout_loss(_core(model), z, targets, weights, token_mask, normalizer)
+
+    def readout_loss(self, model: RecurrentTransformer, z: torch.Tensor, targets, weights, token_mask, normalizer=None) -> LossOutput:
+        sizes = model.config.vocab_sizes
+        weight, bias = self.padded_heads(model)
         N, L, _ = z.shape
         logits = F.linear(z, weight, bias).view(N * L, -1)[:, : sum(sizes)]
         mask = token_mask.reshape(-1) if token_mask is not None else None

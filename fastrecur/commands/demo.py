@@ -20,7 +20,7 @@ def run(args) -> int:
     import torch
 
     from ..config import load_config
-    from ..evaluate import Evaluator, percent
+    from ..evaluate import make_evaluator, percent
     from ..sweep import format_table, in_distribution_dataset, run_sweep, write_sweep
     from ..train import Trainer
 
@@ -36,7 +36,7 @@ def run(args) -> int:
     train_s = time.perf_counter() - start
     print(f"trained {trainer.state.step} steps in {train_s:.0f}s; checkpoint {trainer.checkpoint_path}")
 
-    evaluator = Evaluator(trainer.model, cfg.eval, trainer.device, trainer.backend)
+    evaluator = make_evaluator(trainer.model, cfg, trainer.device, trainer.backend)
     in_dist = evaluator.evaluate(in_distribution_dataset(cfg, cfg.sweep.num_graphs))
     print(
         f"in distribution ({cfg.sweep.num_graphs} fresh training-like graphs, depth ≤ {cfg.data.train['max_depth']}): "

@@ -31,7 +31,7 @@ def run(args) -> int:
     from ..backends import resolve_backend, resolve_device
     from ..checkpoint import model_from_checkpoint
     from ..compat import load_upstream_dataset
-    from ..evaluate import Evaluator, percent
+    from ..evaluate import make_evaluator, percent
     from ..io import atomic_write_text
     from ..sweep import in_distribution_dataset, sweep_dataset
 
@@ -47,11 +47,12 @@ def run(args) -> int:
     else:
         dataset = in_distribution_dataset(cfg, args.num_graphs)
     backend = resolve_backend(args.backend, device)
-    result = Evaluator(model, settings, device, backend).evaluate(dataset)
+    result = make_evaluator(model, cfg, device, backend, settings).evaluate(dataset)
+    steps = result.get("iterations") or result["generated_tokens"]
     print(
-        f"{result['num_graphs']} graphs, depth ≤ {result['graph_depth']['max']}, policy {settings.policy}: "
+        f"{result['num_graphs']} graphs, depth ≤ {result['graph_depth']['max']}, policy {result['policy']}: "
         f"completely solved {percent(result['fully_solved'])}, node values {percent(result['value_acc'])}, "
-        f"iterations {result['iterations']['mean']:.1f} (max {result['iterations']['max']})"
+        f"{'iterations' if 'iterations' in result else 'generated tokens'} {steps['mean']:.1f} (max {steps['max']})"
     )
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=1))

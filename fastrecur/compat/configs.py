@@ -6,7 +6,8 @@
   such folders). Their data files are used when present, else graphs come from the seeded stream.
 
 Their keys that change nothing in their model are accepted and ignored; a setting fastrecur does
-not implement is refused with one line naming it.
+not implement is refused with one line naming it. ``nointerm: true`` (their model without the
+discrete bottleneck) becomes ``train.latent: continuous``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from typing import Optional
 
 from ..data.upstream_config import read_data_config
 from ..errors import ConfigError
@@ -73,6 +75,11 @@ def model_config_from_upstream(cfg: dict, vocab_sizes) -> ModelConfig:
 
 def model_config_to_upstream(cfg: ModelConfig) -> dict:
     """The inverse of ``model_config_from_upstream`` (the keys of the authors' example config)."""
+    if cfg.architecture != "recurrent" or cfg.positions != "relative":
+        raise ConfigError(
+            f"only the recurrent model with relative positions has the authors' checkpoint format, not "
+            f"architecture={cfg.architecture!r} with positions={cfg.positions!r}"
+        )
     return {
         "attention_type": "softmax",
         "attn_pdrop": cfg.attn_dropout,
@@ -108,7 +115,7 @@ def from_upstream_dir(folder: str) -> dict:
     data = data_from_upstream(paths["data"])
     vocab_sizes = data.pop("_vocab_sizes")
     model = model_config_from_upstream(model_raw, vocab_sizes).to_dict()
-    train = train_from_upstream(train_raw, num_train_samples=data.pop("_num_train_samples"))
+    train = train_from_upstream(train_raw, num_train_samples=data.pop("_num_train_samples"), max_depth=data["train"]["max_depth"])
     return {"name": os.path.basename(os.path.abspath(folder)), "data": data, "model": model, "train": train}
 
 
@@ -138,11 +145,10 @@ def _dag_dict(config) -> dict:
     return d
 
 
-def train_from_upstream(t: dict, num_train_samples: int) -> dict:
-    if not t.get("use_fast_batch_forward", True):
+def train_from_upstream(t: dict, num_train_samples: int, max_depth: Optional[int] = None) -> dict:
+    nointerm = bool(t.get("nointerm", False))
+    if not nointerm and not t.get("use_fast_batch_forward", True):
         raise ConfigError("train_config use_fast_batch_forward=false (the sequential path) is not implemented by fastrecur")
-    if t.get("nointerm", False):
-        raise ConfigError("train_config nointerm=true (BPTT training) is not implemented by fastrecur's trainer")
     optimizer = t.get("optimizer", "AdamW")
     if optimizer != "AdamW":
         raise ConfigError(f"train_config optimizer={optimizer!r} is not supported: fastrecur trains with AdamW")
@@ -159,7 +165,7 @@ def train_from_upstream(t: dict, num_train_samples: int) -> dict:
         "weight_decay": float(opt.get("weight_decay", 0.01)),
         "compile": bool(t.get("compile", False)),
         "corruption": {
-            "enable": bool(rec.get("enable", False)),
+            "enable": bool(rec.get("enable", False)) and not nointerm,  # their nointerm path never corrupts
             "step_prob": float(rec.get("corruption_prob", 0.05)),
             "token_prob": float(rec.get("tokenwise_corruption_prob", 0.5)),
             "strategy": rec.get("corruption_strategy", "last"),
@@ -174,4 +180,12 @@ def train_from_upstream(t: dict, num_train_samples: int) -> dict:
         raise ConfigError(f"train_config lr_scheduler={scheduler!r} is not supported: none or cosine")
     if t.get("seed") is not None:
         out["seed"] = int(t["seed"])
+    if nointerm:  # no discrete bottleneck: BPTT through min(D + 1, max_train_loop) iterations (docs/method.md §10.1)
+        loop = int(t.get("max_train_loop", 8))
+        if max_depth is not None and loop < max_depth + 1:
+            raise ConfigError(
+                f"train_config max_train_loop={loop} caps nointerm training below max_depth + 1 = {max_depth + 1} iterations, "
+                "which fastrecur does not implement: raise max_train_loop"
+            )
+        out["latent"] = "continuous"
     return out
