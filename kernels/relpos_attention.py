@@ -152,8 +152,8 @@ def _dot_hd(
     ``a`` and ``b_t`` go unused and the operands are read ``D_CHUNK`` columns at a time (L1/L2 hits:
     the program has just read them), so that no operand of head-dim width stays in registers
     through a tile loop. An MMA operand costs a warp a whole [16, d] row block, and 3xTF32 splits
-    every fp32 operand in two: at fp32 d ≥ 64, or bf16 d = 128, holding q and dO (dk/dv: k and v)
-    whole spills.
+    every fp32 operand in two: holding q and dO (dk/dv: k and v) whole spills in most fp32 rows and
+    some bf16 ones (``SM90_CONFIGS`` says which chunk).
     """
     if D_CHUNK == D_PAD:
         return _dot(a, b_t, DOT_PRECISION, DOT_UPCAST)
