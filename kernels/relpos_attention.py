@@ -15,7 +15,8 @@ every pair uses one clamped bucket ``f`` (0 for keys far in the past, W−1 for 
 scalar ``a_i = q_i·K^r_f`` and the per-key scalar ``b_j = k_j·Q^r_f``: a plain flash tile plus one
 row and one column vector, which is exact (no softmax-invariance argument needed). Only tiles
 intersecting the band gather per-pair terms. They use two small matmuls on the tensor cores,
-``C = q·K^rᵀ`` ([BLOCK_M, W], once per query block) and ``Pᵀ = Q^r·kᵀ`` ([W, BLOCK_N], per band tile),
+``C = q·K^rᵀ`` ([BLOCK_M, W], once per query block) and ``P = k·Q^rᵀ`` over the W_SLICE ≥
+BLOCK_M + BLOCK_N − 1 consecutive table rows the tile's buckets span ([BLOCK_N, W_SLICE], per band tile),
 and ``tl.gather`` the entry of bucket ``r(i, j)`` for every pair. With W = 64 and 64×64 tiles that is
 the diagonal tile and its left neighbour: 7 of 10 causal tiles at L = 256, 31 of 136 at L = 1024.
 
@@ -42,6 +43,13 @@ position over two counter words avoids the int32 overflow of a flat ``((b·H+h)�
 offset (≥ 2³¹ at the training shape with L = 1024); ``i·⌈L/4⌉ + j//4`` fits int32 for L < 92,681.
 The mask depends on ``(seed, b, h, i, j)`` only, not on block sizes, so the backward kernels
 regenerate it in their own tiling, and ``dropout_keep_mask`` returns it for tests.
+
+**Registers.** A spill costs far more on Hopper than a smaller tile, so nothing of size [W, d] is
+held through the tile loops (band tiles read their table slice, the final table products re-read
+``K^r``/``Q^r``), and with ``D_CHUNK < d`` every product over the head dim (scores, ``dO·vᵀ``, the
+position products, the table gradients) reads its operands ``D_CHUNK`` columns at a time from L1/L2
+instead of holding q and dO (dk/dv: k and v) as whole MMA operands (``_dot_hd``). ``SM90_CONFIGS``
+picks tiles and chunks per kernel, dtype and head dim so that no launched variant spills.
 
 **Numerics.** Products accumulate in fp32; the softmax runs in the exp2 domain with fp32
 statistics; fp32 inputs use 3xTF32 matmuls (errors at the level of fp32 rounding, unlike plain
@@ -133,26 +141,82 @@ def _dropout_bits(seed_lo, seed_hi, bh, offs_i, start_j, L, BLOCK_I: tl.constexp
 
 
 @triton.jit
-def _row_scores(
-    q, k_t, c2p, far_row, qr, qr_far, offs_m, offs_n, L,
-    WINDOW: tl.constexpr, SHIFT: tl.constexpr, BAND: tl.constexpr, CAUSAL: tl.constexpr,
-    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+def _dot_hd(
+    a, b_t, A, rows_a, stride_a, n_a, B, rows_b, stride_b, n_b,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
 ):  # fmt: skip
-    """Raw scores ``z`` of a [BLOCK_M, BLOCK_N] tile (queries × keys), ``-inf`` where masked.
+    """``A[rows_a]·B[rows_b]ᵀ``, a product over the head dim, as fp32 ``[len(rows_a), len(rows_b)]``.
 
-    ``c2p = q·K^rᵀ`` [BLOCK_M, W_PAD] and ``qr = Q^r`` [W_PAD, D_PAD] serve band tiles; a far tile
-    adds ``far_row = q·K^r_f`` [BLOCK_M] and ``k·Q^r_f`` (``qr_far = Q^r_f`` [D_PAD], fp32).
+    With one chunk (``D_CHUNK == D_PAD``) that is ``a·b_t``, the tiles the caller holds. Otherwise
+    ``a`` and ``b_t`` go unused and the operands are read ``D_CHUNK`` columns at a time (L1/L2 hits:
+    the program has just read them), so that no operand of head-dim width stays in registers
+    through a tile loop. An MMA operand costs a warp a whole [16, d] row block, and 3xTF32 splits
+    every fp32 operand in two: holding q and dO (dk/dv: k and v) whole spills in most fp32 rows and
+    some bf16 ones (``SM90_CONFIGS`` says which chunk).
     """
-    z = _dot(q, k_t, DOT_PRECISION, DOT_UPCAST)
+    if D_CHUNK == D_PAD:
+        return _dot(a, b_t, DOT_PRECISION, DOT_UPCAST)
+    acc = tl.zeros([a.shape[0], b_t.shape[1]], tl.float32)
+    for c in range(0, D_PAD, D_CHUNK):
+        offs_c = c + tl.arange(0, D_CHUNK)
+        a_c = _load_rows(A, rows_a, stride_a, offs_c, n_a, HEAD_DIM)
+        b_c = _load_cols(B, rows_b, stride_b, offs_c, n_b, HEAD_DIM)
+        acc += _dot(a_c, b_c, DOT_PRECISION, DOT_UPCAST)
+    return acc
+
+
+@triton.jit
+def _slice_start(start_m, start_n, WINDOW: tl.constexpr, SHIFT: tl.constexpr, W_SLICE: tl.constexpr,
+                 BLOCK_M: tl.constexpr):  # fmt: skip
+    """First of the ``W_SLICE`` consecutive table rows that hold every bucket of the band tile of the
+    queries ``[start_m, start_m + BLOCK_M)`` and the keys from ``start_n``: its buckets are the
+    clamped ``lowest … lowest + BLOCK_M + BLOCK_N − 2``, so ``W_SLICE >= min(BLOCK_M + BLOCK_N − 1, W)``
+    rows suffice (the launcher's choice)."""
+    lowest = start_n - (start_m + BLOCK_M - 1) + (WINDOW - 1 - SHIFT)  # the bottom-left pair's, unclamped
+    return tl.maximum(tl.minimum(tl.maximum(lowest, 0), WINDOW - W_SLICE), 0)
+
+
+@triton.jit
+def _table_slice_product(
+    x_t, X, offs_x, stride_x, TABLE, stride_tw, first, offs_d, L,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    W_SLICE: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+):  # fmt: skip
+    """``x·T[first : first + W_SLICE]ᵀ`` [len(offs_x), W_SLICE] for the rows ``x = X[offs_x]`` (held
+    transposed as ``x_t`` [D_PAD, len(offs_x)]) and a position table ``T`` (rows past W are zero)."""
+    rows = first + tl.arange(0, W_SLICE)
+    table = _load_rows(TABLE, rows, stride_tw, offs_d, WINDOW, HEAD_DIM)
+    return _dot_hd(tl.trans(x_t), tl.trans(table), X, offs_x, stride_x, L, TABLE, rows, stride_tw, WINDOW,
+                   HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+
+
+@triton.jit
+def _row_scores(
+    z, k_t, c2p, far_row, qr_far, K, PQ, stride_kl, stride_pqw, start_m, offs_m, start_n, offs_n, offs_d, L,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_SLICE: tl.constexpr, BAND: tl.constexpr, CAUSAL: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):  # fmt: skip
+    """Raw scores ``z`` of a [BLOCK_M, BLOCK_N] tile (queries × keys) from its content scores
+    ``z = q·kᵀ``; ``-inf`` where masked.
+
+    ``c2p = q·K^rᵀ`` [BLOCK_M, W_PAD] serves band tiles, which compute ``k·Q^rᵀ`` over the W_SLICE
+    table rows they use; a far tile adds ``far_row = q·K^r_f`` [BLOCK_M] and ``k·Q^r_f``
+    (``qr_far = Q^r_f`` [D_PAD], fp32).
+    """
     if BAND:
         r = _buckets(offs_m[:, None], offs_n[None, :], WINDOW, SHIFT)
         if HAS_C2P:
             z += tl.gather(c2p, r, 1)  # C[i, r(i, j)]
         if HAS_P2C:
-            # P = k·Q^rᵀ [BLOCK_N, W_PAD], not Pᵀ: the wide W side is the product's N dimension,
-            # which the warps split, so no warp holds all of Q^r (fewer registers, no spills).
-            p2c = _dot(tl.trans(k_t), tl.trans(qr), DOT_PRECISION, DOT_UPCAST)
-            z += tl.trans(tl.gather(p2c, tl.trans(r), 1))  # P[j, r(i, j)]
+            # P = k·Q^rᵀ [BLOCK_N, W_SLICE], not Pᵀ: the wide W side is the product's N dimension,
+            # which the warps split, so no warp holds all of the table slice.
+            first = _slice_start(start_m, start_n, WINDOW, SHIFT, W_SLICE, BLOCK_M)
+            p2c = _table_slice_product(k_t, K, offs_n, stride_kl, PQ, stride_pqw, first, offs_d, L, HEAD_DIM, D_PAD,
+                                       D_CHUNK, WINDOW, W_SLICE, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+            z += tl.trans(tl.gather(p2c, tl.trans(r - first), 1))  # P[j, r(i, j)]
         valid = offs_n[None, :] < L
         if CAUSAL:
             valid &= offs_n[None, :] <= offs_m[:, None]
@@ -170,21 +234,26 @@ def _row_scores(
 
 @triton.jit
 def _col_scores(
-    k, q_t, p2c, far_col, kr, kr_far, offs_m, offs_n, L,
-    WINDOW: tl.constexpr, SHIFT: tl.constexpr, BAND: tl.constexpr, CAUSAL: tl.constexpr,
+    z_t, q_t, p2c, far_col, kr_far, Q, PK, stride_ql, stride_pkw, start_m, offs_m, start_n, offs_n, offs_d, L,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_SLICE: tl.constexpr, BAND: tl.constexpr, CAUSAL: tl.constexpr,
     HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
 ):  # fmt: skip
-    """``_row_scores`` transposed: ``zᵀ`` of a [BLOCK_N, BLOCK_M] tile (keys × queries).
+    """``_row_scores`` transposed: ``zᵀ`` of a [BLOCK_N, BLOCK_M] tile (keys × queries) from ``z_t = k·qᵀ``.
 
-    ``p2c = k·Q^rᵀ`` [BLOCK_N, W_PAD] and ``kr = K^r`` [W_PAD, D_PAD] serve band tiles; a far tile
-    adds ``far_col = k·Q^r_f`` [BLOCK_N] (``-inf`` past L) and ``q·K^r_f`` (``kr_far = K^r_f``).
+    ``p2c = k·Q^rᵀ`` [BLOCK_N, W_PAD] serves band tiles, which compute ``q·K^rᵀ`` over the W_SLICE
+    table rows they use; a far tile adds ``far_col = k·Q^r_f`` [BLOCK_N] (``-inf`` past L) and
+    ``q·K^r_f`` (``kr_far = K^r_f``).
     """
-    z_t = _dot(k, q_t, DOT_PRECISION, DOT_UPCAST)
     if BAND:
         r_t = _buckets(offs_m[None, :], offs_n[:, None], WINDOW, SHIFT)
         if HAS_C2P:
-            c2p = _dot(tl.trans(q_t), tl.trans(kr), DOT_PRECISION, DOT_UPCAST)  # [BLOCK_M, W_PAD], as in _row_scores
-            z_t += tl.trans(tl.gather(c2p, tl.trans(r_t), 1))  # C[i, r(i, j)]
+            first = _slice_start(start_m, start_n, WINDOW, SHIFT, W_SLICE, BLOCK_M)
+            # [BLOCK_M, W_SLICE], W as the N dimension as in _row_scores.
+            c2p = _table_slice_product(q_t, Q, offs_m, stride_ql, PK, stride_pkw, first, offs_d, L, HEAD_DIM, D_PAD,
+                                       D_CHUNK, WINDOW, W_SLICE, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+            z_t += tl.trans(tl.gather(c2p, tl.trans(r_t - first), 1))  # C[i, r(i, j)]
         if HAS_P2C:
             z_t += tl.gather(p2c, r_t, 1)  # P[j, r(i, j)]
         valid = offs_n[:, None] < L
@@ -217,11 +286,21 @@ def _skewed_buckets(ds, offs_rows, start_cols, SIGN: tl.constexpr, WINDOW: tl.co
 
 
 @triton.jit
-def _store_table_partial(PART, block, bh, n_bh, table, offs_w, offs_d, WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """Write one program's ``[W, d]`` table gradient into ``PART[block, bh]`` (fp32)."""
+def _store_table_partial(
+    PART, block, bh, n_bh, g, X, rows, stride_x, n_rows, scale, offs_w,
+    WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr,
+):  # fmt: skip
+    """Write one program's table gradient ``scale·gᵀ·X[rows]`` ([W, d], fp32; ``g`` is [len(rows), W_PAD])
+    into ``PART[block, bh]``, D_CHUNK columns at a time. Once per program: fp32 operands (3xTF32),
+    no 16-bit rounding of the bucket sums."""
     base = PART + ((block.to(tl.int64) * n_bh + bh) * WINDOW) * HEAD_DIM
-    mask = (offs_w[:, None] < WINDOW) & (offs_d[None, :] < HEAD_DIM)
-    tl.store(base + offs_w[:, None] * HEAD_DIM + offs_d[None, :], table, mask=mask)
+    g_t = tl.trans(g)
+    for c in range(0, D_PAD, D_CHUNK):
+        offs_c = c + tl.arange(0, D_CHUNK)
+        x = _load_rows(X, rows, stride_x, offs_c, n_rows, HEAD_DIM).to(tl.float32)
+        part = tl.dot(g_t, x, input_precision="tf32x3") * scale
+        mask = (offs_w[:, None] < WINDOW) & (offs_c[None, :] < HEAD_DIM)
+        tl.store(base + offs_w[:, None] * HEAD_DIM + offs_c[None, :], part, mask=mask)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,19 +310,23 @@ def _store_table_partial(PART, block, bh, n_bh, table, offs_w, offs_d, WINDOW: t
 
 @triton.jit
 def _fwd_tiles(
-    acc, l_i, m_i, q, c2p, far_row, qr, qr_far, K, V, stride_kl, stride_vl, offs_m, offs_d, start, end, L,
-    seed_lo, seed_hi, bh, drop_threshold, qk_scale,
-    HEAD_DIM: tl.constexpr, WINDOW: tl.constexpr, SHIFT: tl.constexpr, BAND: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    acc, l_i, m_i, q, c2p, far_row, qr_far, Q, K, V, PQ, stride_ql, stride_kl, stride_vl, stride_pqw,
+    start_m, offs_m, offs_d, start, end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_SLICE: tl.constexpr, BAND: tl.constexpr, CAUSAL: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """Online-softmax update over the key tiles ``[start, end)`` of one query block."""
     for start_n in range(start, end, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         k_t = _load_cols(K, offs_n, stride_kl, offs_d, L, HEAD_DIM)
         v = _load_rows(V, offs_n, stride_vl, offs_d, L, HEAD_DIM)
-        z = _row_scores(q, k_t, c2p, far_row, qr, qr_far, offs_m, offs_n, L,
-                        WINDOW, SHIFT, BAND, CAUSAL, HAS_C2P, HAS_P2C, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+        z = _dot_hd(q, k_t, Q, offs_m, stride_ql, L, K, offs_n, stride_kl, L,
+                    HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+        z = _row_scores(z, k_t, c2p, far_row, qr_far, K, PQ, stride_kl, stride_pqw, start_m, offs_m, start_n, offs_n,
+                        offs_d, L, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, BAND, CAUSAL, HAS_C2P, HAS_P2C,
+                        DOT_PRECISION, DOT_UPCAST, BLOCK_M)  # fmt: skip
         z = z * qk_scale  # log2 domain
         # m_new is finite: the first tile a row meets holds a valid key for it (far tiles are
         # unmasked, and a row's first band tile starts at or before the row).
@@ -265,10 +348,10 @@ def _fwd_kernel(
     stride_qb, stride_qh, stride_ql, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_ob, stride_oh, stride_ol, stride_pkw, stride_pkh, stride_pqw, stride_pqh,
     H, L, seed_lo, seed_hi, drop_threshold, qk_scale, out_scale,
-    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, WINDOW: tl.constexpr, SHIFT: tl.constexpr,
-    W_PAD: tl.constexpr, CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr,
-    DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, CAUSAL: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """One program = one query block of one (batch, head). Grid: (⌈L/BLOCK_M⌉, B·H)."""
     start_m = tl.program_id(0) * BLOCK_M
@@ -289,19 +372,17 @@ def _fwd_kernel(
 
     # Position terms of this query block: C = q·K^rᵀ for band tiles, q·K^r_f for far tiles.
     c2p = tl.zeros([BLOCK_M, W_PAD], tl.float32)
-    kr = tl.zeros([W_PAD, D_PAD], tl.float32)
     row_low = tl.zeros([BLOCK_M], tl.float32)
     row_top = tl.zeros([BLOCK_M], tl.float32)
     if HAS_C2P:
         kr = _load_rows(PK, offs_w, stride_pkw, offs_d, WINDOW, HEAD_DIM)
-        c2p = _dot(q, tl.trans(kr), DOT_PRECISION, DOT_UPCAST)
+        c2p = _dot_hd(q, tl.trans(kr), Q, offs_m, stride_ql, L, PK, offs_w, stride_pkw, WINDOW,
+                      HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
         row_low = tl.sum(q.to(tl.float32) * _load_vec(PK, offs_d, HEAD_DIM)[None, :], 1)
         row_top = tl.sum(q.to(tl.float32) * _load_vec(PK + (WINDOW - 1) * stride_pkw, offs_d, HEAD_DIM)[None, :], 1)
-    qr = tl.zeros([W_PAD, D_PAD], tl.float32)
     qr_low = tl.zeros([D_PAD], tl.float32)
     qr_top = tl.zeros([D_PAD], tl.float32)
-    if HAS_P2C:  # Q^r for band tiles, Q^r_f for far tiles
-        qr = _load_rows(PQ, offs_w, stride_pqw, offs_d, WINDOW, HEAD_DIM)
+    if HAS_P2C:  # Q^r_f for far tiles (band tiles read the rows of Q^r they need)
         qr_low = _load_vec(PQ, offs_d, HEAD_DIM)
         qr_top = _load_vec(PQ + (WINDOW - 1) * stride_pqw, offs_d, HEAD_DIM)
 
@@ -317,22 +398,23 @@ def _fwd_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     acc, l_i, m_i = _fwd_tiles(
-        acc, l_i, m_i, q, c2p, row_low, qr, qr_low, K, V, stride_kl, stride_vl, offs_m, offs_d, 0, low_end, L,
-        seed_lo, seed_hi, bh, drop_threshold, qk_scale, HEAD_DIM, WINDOW, SHIFT, False, CAUSAL,
-        HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST,
-        BLOCK_M, BLOCK_N,
+        acc, l_i, m_i, q, c2p, row_low, qr_low, Q, K, V, PQ, stride_ql, stride_kl, stride_vl, stride_pqw,
+        start_m, offs_m, offs_d, 0, low_end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale,
+        HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, False, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
+        DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _fwd_tiles(
-        acc, l_i, m_i, q, c2p, row_low, qr, qr_low, K, V, stride_kl, stride_vl, offs_m, offs_d, low_end, band_end, L,
-        seed_lo, seed_hi, bh, drop_threshold, qk_scale, HEAD_DIM, WINDOW, SHIFT, True, CAUSAL,
-        HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST,
-        BLOCK_M, BLOCK_N,
+        acc, l_i, m_i, q, c2p, row_low, qr_low, Q, K, V, PQ, stride_ql, stride_kl, stride_vl, stride_pqw,
+        start_m, offs_m, offs_d, low_end, band_end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale,
+        HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, True, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
+        DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     if not CAUSAL:
         acc, l_i, m_i = _fwd_tiles(
-            acc, l_i, m_i, q, c2p, row_top, qr, qr_top, K, V, stride_kl, stride_vl, offs_m, offs_d, band_end, L, L,
-            seed_lo, seed_hi, bh, drop_threshold, qk_scale, HEAD_DIM, WINDOW, SHIFT, False, CAUSAL,
-            HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
+            acc, l_i, m_i, q, c2p, row_top, qr_top, Q, K, V, PQ, stride_ql, stride_kl, stride_vl, stride_pqw,
+            start_m, offs_m, offs_d, band_end, L, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale,
+            HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, False, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
+            DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
         )  # fmt: skip
 
     o = acc * (out_scale / l_i)[:, None]  # out_scale = 1/(1−p) restores the expectation under dropout
@@ -349,12 +431,13 @@ def _fwd_kernel(
 
 @triton.jit
 def _dq_tiles(
-    dq, g_band, g_low, g_top, q, do, lse, delta, c2p, far_row, qr, qr_far, K, V, stride_kl, stride_vl,
-    offs_m, offs_d, start, end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
-    HEAD_DIM: tl.constexpr, WINDOW: tl.constexpr, SHIFT: tl.constexpr, W_PAD: tl.constexpr,
-    MODE: tl.constexpr, CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr,
-    DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    dq, g_band, g_low, g_top, q, do, lse, delta, c2p, far_row, qr_far, Q, K, V, DO, PQ,
+    stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, start, end, L,
+    seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, MODE: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dq and the c2p bucket sums ``G`` over the key tiles ``[start, end)`` of one query block.
 
@@ -365,10 +448,14 @@ def _dq_tiles(
         offs_n = start_n + tl.arange(0, BLOCK_N)
         k_t = _load_cols(K, offs_n, stride_kl, offs_d, L, HEAD_DIM)
         v_t = _load_cols(V, offs_n, stride_vl, offs_d, L, HEAD_DIM)
-        z = _row_scores(q, k_t, c2p, far_row, qr, qr_far, offs_m, offs_n, L,
-                        WINDOW, SHIFT, MODE == 1, CAUSAL, HAS_C2P, HAS_P2C, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+        z = _dot_hd(q, k_t, Q, offs_m, stride_ql, L, K, offs_n, stride_kl, L,
+                    HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+        z = _row_scores(z, k_t, c2p, far_row, qr_far, K, PQ, stride_kl, stride_pqw, start_m, offs_m, start_n, offs_n,
+                        offs_d, L, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, MODE == 1, CAUSAL, HAS_C2P,
+                        HAS_P2C, DOT_PRECISION, DOT_UPCAST, BLOCK_M)  # fmt: skip
         p = tl.math.exp2(z * qk_scale - lse[:, None])
-        dp = _dot(do, v_t, DOT_PRECISION, DOT_UPCAST)
+        dp = _dot_hd(do, v_t, DO, offs_m, stride_dol, L, V, offs_n, stride_vl, L,
+                     HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
         if DROPOUT:
             keep = _dropout_bits(seed_lo, seed_hi, bh, offs_m, start_n, L, BLOCK_M, BLOCK_N) >= drop_threshold
             dp = tl.where(keep, dp * drop_scale, 0.0)
@@ -395,10 +482,10 @@ def _bwd_dq_kernel(
     stride_ob, stride_oh, stride_ol, stride_dob, stride_doh, stride_dol, stride_dqb, stride_dqh, stride_dql,
     stride_pkw, stride_pkh, stride_pqw, stride_pqh,
     H, L, seed_lo, seed_hi, drop_threshold, qk_scale, sm_scale, drop_scale,
-    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, WINDOW: tl.constexpr, SHIFT: tl.constexpr,
-    W_PAD: tl.constexpr, CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr,
-    DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, CAUSAL: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dq, Δ and this block's partial dK^r. Grid: (⌈L/BLOCK_M⌉, B·H); launched before dk/dv."""
     pid_m = tl.program_id(0)
@@ -427,19 +514,17 @@ def _bwd_dq_kernel(
     lse = tl.load(LSE + bh.to(tl.int64) * L + offs_m, mask=row_ok, other=float("inf"))
 
     c2p = tl.zeros([BLOCK_M, W_PAD], tl.float32)
-    kr = tl.zeros([W_PAD, D_PAD], tl.float32)
     row_low = tl.zeros([BLOCK_M], tl.float32)
     row_top = tl.zeros([BLOCK_M], tl.float32)
     if HAS_C2P:
         kr = _load_rows(PK, offs_w, stride_pkw, offs_d, WINDOW, HEAD_DIM)
-        c2p = _dot(q, tl.trans(kr), DOT_PRECISION, DOT_UPCAST)
+        c2p = _dot_hd(q, tl.trans(kr), Q, offs_m, stride_ql, L, PK, offs_w, stride_pkw, WINDOW,
+                      HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
         row_low = tl.sum(q.to(tl.float32) * _load_vec(PK, offs_d, HEAD_DIM)[None, :], 1)
         row_top = tl.sum(q.to(tl.float32) * _load_vec(PK + (WINDOW - 1) * stride_pkw, offs_d, HEAD_DIM)[None, :], 1)
-    qr = tl.zeros([W_PAD, D_PAD], tl.float32)
     qr_low = tl.zeros([D_PAD], tl.float32)
     qr_top = tl.zeros([D_PAD], tl.float32)
-    if HAS_P2C:  # Q^r for band tiles, Q^r_f for far tiles
-        qr = _load_rows(PQ, offs_w, stride_pqw, offs_d, WINDOW, HEAD_DIM)
+    if HAS_P2C:  # Q^r_f for far tiles (band tiles read the rows of Q^r they need)
         qr_low = _load_vec(PQ, offs_d, HEAD_DIM)
         qr_top = _load_vec(PQ + (WINDOW - 1) * stride_pqw, offs_d, HEAD_DIM)
 
@@ -454,33 +539,35 @@ def _bwd_dq_kernel(
     g_low = tl.zeros([BLOCK_M], tl.float32)
     g_top = tl.zeros([BLOCK_M], tl.float32)
     dq, g_band, g_low, g_top = _dq_tiles(
-        dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_low, qr, qr_low, K, V, stride_kl, stride_vl,
-        offs_m, offs_d, 0, low_end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
-        HEAD_DIM, WINDOW, SHIFT, W_PAD, 0, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST,
-        BLOCK_M, BLOCK_N,
+        dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_low, qr_low, Q, K, V, DO, PQ,
+        stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, 0, low_end, L,
+        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+        W_PAD, W_SLICE, 0, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dq, g_band, g_low, g_top = _dq_tiles(
-        dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_low, qr, qr_low, K, V, stride_kl, stride_vl,
-        offs_m, offs_d, low_end, band_end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
-        HEAD_DIM, WINDOW, SHIFT, W_PAD, 1, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST,
-        BLOCK_M, BLOCK_N,
+        dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_low, qr_low, Q, K, V, DO, PQ,
+        stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, low_end, band_end, L,
+        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+        W_PAD, W_SLICE, 1, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     if not CAUSAL:
         dq, g_band, g_low, g_top = _dq_tiles(
-            dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_top, qr, qr_top, K, V, stride_kl, stride_vl,
-            offs_m, offs_d, band_end, L, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
-            HEAD_DIM, WINDOW, SHIFT, W_PAD, 2, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST,
-            BLOCK_M, BLOCK_N,
+            dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_top, qr_top, Q, K, V, DO, PQ,
+            stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, band_end, L, L,
+            seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+            W_PAD, W_SLICE, 2, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
         )  # fmt: skip
 
     if HAS_C2P:
         # G[i, w]; with W = 1 both clamped sums land in bucket 0 (they cover disjoint pairs).
         w = offs_w[None, :]
         g = g_band + tl.where(w == 0, g_low[:, None], 0.0) + tl.where(w == WINDOW - 1, g_top[:, None], 0.0)
-        # Once per program: fp32 operands (3xTF32), no 16-bit rounding of the bucket sums.
+        # Once per program, K^r read again rather than held through the loops: fp32 operands
+        # (3xTF32), no 16-bit rounding of the bucket sums.
+        kr = _load_rows(PK, offs_w, stride_pkw, offs_d, WINDOW, HEAD_DIM)
         dq += tl.dot(g, kr.to(tl.float32), input_precision="tf32x3")
-        dpk = tl.dot(tl.trans(g), q.to(tl.float32), input_precision="tf32x3") * sm_scale
-        _store_table_partial(DPK_PART, pid_m, bh, tl.num_programs(1), dpk, offs_w, offs_d, WINDOW, HEAD_DIM)
+        _store_table_partial(DPK_PART, pid_m, bh, tl.num_programs(1), g, Q, offs_m, stride_ql, L, sm_scale, offs_w,
+                             WINDOW, HEAD_DIM, D_PAD, D_CHUNK)  # fmt: skip
     dq = dq * sm_scale
     tl.store(DQ + offs_m[:, None] * stride_dql + offs_d[None, :], dq.to(DQ.dtype.element_ty),
              mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM))  # fmt: skip
@@ -488,13 +575,13 @@ def _bwd_dq_kernel(
 
 @triton.jit
 def _dkdv_tiles(
-    dk, dv, h_band, h_low, h_top, k, v, p2c, far_col, kr, kr_far, Q, DO, LSE, DELTA,
-    stride_ql, stride_dol, start_n, offs_n, offs_d, start, end, L, seed_lo, seed_hi, bh, drop_threshold,
-    qk_scale, drop_scale,
-    HEAD_DIM: tl.constexpr, WINDOW: tl.constexpr, SHIFT: tl.constexpr, W_PAD: tl.constexpr,
-    MODE: tl.constexpr, CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr,
-    DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    dk, dv, h_band, h_low, h_top, k, v, p2c, far_col, kr_far, Q, K, V, DO, PK, LSE, DELTA,
+    stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, start, end, L,
+    seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, MODE: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dk, dv and the p2c bucket sums ``Hᵀ`` over the query tiles ``[start, end)`` of one key block,
     in transposed tiles (keys × queries). MODE as in ``_dq_tiles``."""
@@ -505,10 +592,14 @@ def _dkdv_tiles(
         # Padding query rows: lse = +inf gives P = 0, and their dO and Δ are 0.
         lse = tl.load(LSE + offs_m, mask=offs_m < L, other=float("inf"))
         delta = tl.load(DELTA + offs_m, mask=offs_m < L, other=0.0)
-        z_t = _col_scores(k, q_t, p2c, far_col, kr, kr_far, offs_m, offs_n, L,
-                          WINDOW, SHIFT, MODE == 1, CAUSAL, HAS_C2P, HAS_P2C, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+        z_t = _dot_hd(k, q_t, K, offs_n, stride_kl, L, Q, offs_m, stride_ql, L,
+                      HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
+        z_t = _col_scores(z_t, q_t, p2c, far_col, kr_far, Q, PK, stride_ql, stride_pkw, start_m, offs_m, start_n,
+                          offs_n, offs_d, L, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, MODE == 1, CAUSAL,
+                          HAS_C2P, HAS_P2C, DOT_PRECISION, DOT_UPCAST, BLOCK_M)  # fmt: skip
         p_t = tl.math.exp2(z_t * qk_scale - lse[None, :])
-        dp_t = _dot(v, tl.trans(do), DOT_PRECISION, DOT_UPCAST)
+        dp_t = _dot_hd(v, tl.trans(do), V, offs_n, stride_vl, L, DO, offs_m, stride_dol, L,
+                       HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
         if DROPOUT:
             # Generated in the (query, key) orientation of the forward, then transposed.
             bits = _dropout_bits(seed_lo, seed_hi, bh, offs_m, start_n, L, BLOCK_M, BLOCK_N)
@@ -540,10 +631,10 @@ def _bwd_dkdv_kernel(
     stride_dob, stride_doh, stride_dol, stride_dkb, stride_dkh, stride_dkl, stride_dvb, stride_dvh, stride_dvl,
     stride_pkw, stride_pkh, stride_pqw, stride_pqh,
     H, L, seed_lo, seed_hi, drop_threshold, qk_scale, sm_scale, drop_scale,
-    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, WINDOW: tl.constexpr, SHIFT: tl.constexpr,
-    W_PAD: tl.constexpr, CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr,
-    DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
+    SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, CAUSAL: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dk, dv and this block's partial dQ^r. Grid: (⌈L/BLOCK_N⌉, B·H)."""
     pid_n = tl.program_id(0)
@@ -572,17 +663,17 @@ def _bwd_dkdv_kernel(
     col_low = tl.zeros([BLOCK_N], tl.float32)
     col_top = tl.zeros([BLOCK_N], tl.float32)
     if HAS_P2C:
-        p2c = _dot(k, _load_cols(PQ, offs_w, stride_pqw, offs_d, WINDOW, HEAD_DIM), DOT_PRECISION, DOT_UPCAST)
+        qr_t = _load_cols(PQ, offs_w, stride_pqw, offs_d, WINDOW, HEAD_DIM)
+        p2c = _dot_hd(k, qr_t, K, offs_n, stride_kl, L, PQ, offs_w, stride_pqw, WINDOW,
+                      HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
         col_low = tl.sum(k.to(tl.float32) * _load_vec(PQ, offs_d, HEAD_DIM)[None, :], 1)
         col_top = tl.sum(k.to(tl.float32) * _load_vec(PQ + (WINDOW - 1) * stride_pqw, offs_d, HEAD_DIM)[None, :], 1)
     # Keys past L (last block) must get P = 0 in far tiles too.
     col_low = tl.where(col_ok, col_low, float("-inf"))
     col_top = tl.where(col_ok, col_top, float("-inf"))
-    kr = tl.zeros([W_PAD, D_PAD], tl.float32)
     kr_low = tl.zeros([D_PAD], tl.float32)
     kr_top = tl.zeros([D_PAD], tl.float32)
-    if HAS_C2P:  # K^r for band tiles, K^r_f for far tiles
-        kr = _load_rows(PK, offs_w, stride_pkw, offs_d, WINDOW, HEAD_DIM)
+    if HAS_C2P:  # K^r_f for far tiles (band tiles read the rows of K^r they need)
         kr_low = _load_vec(PK, offs_d, HEAD_DIM)
         kr_top = _load_vec(PK + (WINDOW - 1) * stride_pkw, offs_d, HEAD_DIM)
 
@@ -602,32 +693,32 @@ def _bwd_dkdv_kernel(
     h_top = tl.zeros([BLOCK_N], tl.float32)
     if not CAUSAL:
         dk, dv, h_band, h_low, h_top = _dkdv_tiles(
-            dk, dv, h_band, h_low, h_top, k, v, p2c, col_top, kr, kr_top, Q, DO, LSE, DELTA,
-            stride_ql, stride_dol, start_n, offs_n, offs_d, 0, band_start, L, seed_lo, seed_hi, bh, drop_threshold,
-            qk_scale, drop_scale, HEAD_DIM, WINDOW, SHIFT, W_PAD, 2, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
-            DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
+            dk, dv, h_band, h_low, h_top, k, v, p2c, col_top, kr_top, Q, K, V, DO, PK, LSE, DELTA,
+            stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, 0, band_start, L,
+            seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+            W_PAD, W_SLICE, 2, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
         )  # fmt: skip
     dk, dv, h_band, h_low, h_top = _dkdv_tiles(
-        dk, dv, h_band, h_low, h_top, k, v, p2c, col_low, kr, kr_low, Q, DO, LSE, DELTA,
-        stride_ql, stride_dol, start_n, offs_n, offs_d, band_start, band_end, L, seed_lo, seed_hi, bh, drop_threshold,
-        qk_scale, drop_scale, HEAD_DIM, WINDOW, SHIFT, W_PAD, 1, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
-        DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
+        dk, dv, h_band, h_low, h_top, k, v, p2c, col_low, kr_low, Q, K, V, DO, PK, LSE, DELTA,
+        stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, band_start, band_end, L,
+        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+        W_PAD, W_SLICE, 1, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, h_band, h_low, h_top = _dkdv_tiles(
-        dk, dv, h_band, h_low, h_top, k, v, p2c, col_low, kr, kr_low, Q, DO, LSE, DELTA,
-        stride_ql, stride_dol, start_n, offs_n, offs_d, low_start, L, L, seed_lo, seed_hi, bh, drop_threshold,
-        qk_scale, drop_scale, HEAD_DIM, WINDOW, SHIFT, W_PAD, 0, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
-        DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
+        dk, dv, h_band, h_low, h_top, k, v, p2c, col_low, kr_low, Q, K, V, DO, PK, LSE, DELTA,
+        stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, low_start, L, L,
+        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+        W_PAD, W_SLICE, 0, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
 
     if HAS_P2C:
         w = offs_w[None, :]
         h_t = h_band + tl.where(w == 0, h_low[:, None], 0.0) + tl.where(w == WINDOW - 1, h_top[:, None], 0.0)
-        # Loaded again here rather than kept in registers through the loop (fewer spills at fp32).
+        # Q^r read again rather than held through the loops (as K^r in the dq kernel).
         qr = _load_rows(PQ, offs_w, stride_pqw, offs_d, WINDOW, HEAD_DIM)
         dk += tl.dot(h_t, qr.to(tl.float32), input_precision="tf32x3")
-        dpq = tl.dot(tl.trans(h_t), k.to(tl.float32), input_precision="tf32x3") * sm_scale
-        _store_table_partial(DPQ_PART, pid_n, bh, tl.num_programs(1), dpq, offs_w, offs_d, WINDOW, HEAD_DIM)
+        _store_table_partial(DPQ_PART, pid_n, bh, tl.num_programs(1), h_t, K, offs_n, stride_kl, L, sm_scale, offs_w,
+                             WINDOW, HEAD_DIM, D_PAD, D_CHUNK)  # fmt: skip
     mask = col_ok[:, None] & (offs_d[None, :] < HEAD_DIM)
     tl.store(DK + offs_n[:, None] * stride_dkl + offs_d[None, :], (dk * sm_scale).to(DK.dtype.element_ty), mask=mask)
     tl.store(DV + offs_n[:, None] * stride_dvl + offs_d[None, :], dv.to(DV.dtype.element_ty), mask=mask)
@@ -656,69 +747,54 @@ def _pow2(n: int, minimum: int = 16) -> int:
 
 
 # The one table of H100/H200 (sm_90) launch configurations: (kernel, operand dtype, padded head dim)
-# → (BLOCK_M queries, BLOCK_N keys, warps, pipeline stages). The launcher reads it, and
-# ``sm90_compile_cases`` compiles every row (scripts/check_sm90_compile.py, tests/kernels/
-# test_sm90_compile.py: no row may spill registers but those in SM90_KNOWN_SPILLS). Chosen from
-# ptxas's register reports under Triton 3.6 and 3.9 (not yet timed on a GPU): the largest tiles that
-# do not spill, or the smallest where every tile does. fp32 operands
-# (3xTF32 products: every operand split in two, three MMAs) need far smaller tiles than bf16, and
-# wider head dims narrow the tiles; a band of W = 64 then spans more key tiles per query block.
-# fp16 uses the bf16 rows (same sizes).
+# → (BLOCK_M queries, BLOCK_N keys, D_CHUNK, warps, pipeline stages). The launcher reads it, and
+# ``sm90_compile_cases`` compiles every row (scripts/check_sm90_compile.py; tests/kernels/
+# test_sm90_compile.py fails on any spilled byte). Chosen from ptxas's register reports under
+# Triton 3.6 and 3.9 (not yet timed on a GPU): no launched variant (causal and bidirectional, with
+# and without dropout) spills under either version. D_CHUNK < d makes the products over the head
+# dim read their operands D_CHUNK columns at a time instead of holding them (``_dot_hd``): fp32
+# operands (3xTF32 splits each in two and runs three MMAs) need that from d = 32 on, bf16 at d = 24
+# (the bidirectional variant) and 128. One pipeline stage where two spill (most of the fp32
+# backward, fp32 d = 128, the bf16 backward at d = 128 and the bf16 dk/dv at d ≤ 32). Most rows sit
+# close to the 255-register ceiling, where ptxas's allocation is not monotonic in tile or chunk
+# size: after changing a kernel, rerun the check under both versions. fp16 uses the bf16 rows.
 SM90_CONFIGS = {
-    ("fwd", "bf16", 16): (64, 32, 4, 2), ("fwd", "bf16", 32): (64, 64, 4, 2),
-    ("fwd", "bf16", 64): (64, 32, 8, 2), ("fwd", "bf16", 128): (32, 32, 8, 2),
-    ("dq", "bf16", 16): (64, 64, 8, 2), ("dq", "bf16", 32): (64, 64, 8, 2),
-    ("dq", "bf16", 64): (16, 32, 8, 2), ("dq", "bf16", 128): (16, 16, 8, 2),
-    ("dkdv", "bf16", 16): (32, 64, 8, 1), ("dkdv", "bf16", 32): (32, 64, 8, 1),
-    ("dkdv", "bf16", 64): (16, 16, 8, 2), ("dkdv", "bf16", 128): (16, 16, 8, 2),
-    ("fwd", "fp32", 16): (64, 16, 8, 2), ("fwd", "fp32", 32): (64, 16, 8, 2),
-    ("fwd", "fp32", 64): (16, 16, 8, 2), ("fwd", "fp32", 128): (16, 16, 8, 2),
-    ("dq", "fp32", 16): (16, 16, 8, 1), ("dq", "fp32", 32): (16, 16, 8, 1),
-    ("dq", "fp32", 64): (16, 16, 8, 2), ("dq", "fp32", 128): (16, 16, 8, 2),
-    ("dkdv", "fp32", 16): (16, 16, 8, 1), ("dkdv", "fp32", 32): (16, 16, 8, 1),
-    ("dkdv", "fp32", 64): (16, 16, 8, 1), ("dkdv", "fp32", 128): (16, 16, 8, 1),
+    ("fwd", "bf16", 16): (64, 32, 16, 4, 2), ("fwd", "bf16", 32): (64, 64, 16, 8, 2),
+    ("fwd", "bf16", 64): (64, 32, 64, 8, 2), ("fwd", "bf16", 128): (32, 32, 64, 8, 2),
+    ("dq", "bf16", 16): (64, 64, 16, 8, 2), ("dq", "bf16", 32): (64, 64, 16, 8, 2),
+    ("dq", "bf16", 64): (16, 32, 64, 8, 2), ("dq", "bf16", 128): (16, 16, 16, 8, 1),
+    ("dkdv", "bf16", 16): (32, 64, 16, 8, 1), ("dkdv", "bf16", 32): (16, 64, 16, 8, 1),
+    ("dkdv", "bf16", 64): (16, 16, 64, 8, 2), ("dkdv", "bf16", 128): (16, 16, 32, 8, 1),
+    ("fwd", "fp32", 16): (64, 16, 16, 8, 2), ("fwd", "fp32", 32): (64, 16, 16, 8, 2),
+    ("fwd", "fp32", 64): (16, 16, 64, 8, 2), ("fwd", "fp32", 128): (16, 16, 32, 8, 1),
+    ("dq", "fp32", 16): (16, 16, 16, 8, 1), ("dq", "fp32", 32): (16, 16, 32, 8, 1),
+    ("dq", "fp32", 64): (16, 16, 32, 8, 2), ("dq", "fp32", 128): (16, 16, 32, 8, 1),
+    ("dkdv", "fp32", 16): (16, 16, 16, 8, 1), ("dkdv", "fp32", 32): (16, 16, 16, 8, 1),
+    ("dkdv", "fp32", 64): (16, 16, 32, 8, 1), ("dkdv", "fp32", 128): (16, 16, 32, 8, 1),
 }  # fmt: skip
-
-
-# Rows that still spill under Triton 3.6 or 3.9 at the smallest tiles (16 × 16, 8 warps): the fp32
-# backward (3xTF32 splits every operand, so the [W, d] position tables and the [16, W] bucket sums
-# outgrow the register file; a few bytes at d ≤ 32 with dropout, kilobytes at d ≥ 64), fp32 d = 128
-# forward, bf16 d = 128 backward, and the bidirectional variant. None of them is launched by a
-# shipped configuration on a GPU: training there is bf16 (``precision: auto``), evaluation runs the
-# forward only, and the shipped head dims are 24 and 16. tests/kernels/test_sm90_compile.py fails
-# on a spill anywhere else. Keyed by (kernel, dtype, head dim, causal); "*" matches any head dim.
-SM90_KNOWN_SPILLS = {
-    ("dkdv", "fp32", "*", True), ("dq", "fp32", 64, True), ("dq", "fp32", 128, True), ("fwd", "fp32", 128, True),
-    ("dq", "bf16", 128, True), ("dkdv", "bf16", 128, True),
-    ("fwd", "bf16", 24, False), ("dq", "bf16", 24, False), ("dkdv", "bf16", 24, False),
-}  # fmt: skip
-
-
-def spill_key(kernel_name: str, label: dict):
-    """Whether a compile case (function name, label of ``sm90_compile_cases``) is a known spill."""
-    kernel = {"_fwd_kernel": "fwd", "_bwd_dq_kernel": "dq", "_bwd_dkdv_kernel": "dkdv"}.get(kernel_name)
-    for d in (label.get("d"), "*"):
-        key = (kernel, label.get("dtype"), d, label.get("causal"))
-        if key in SM90_KNOWN_SPILLS:
-            return key
-    return None
 
 
 def _dtype_class(dtype) -> str:
     return "fp32" if dtype in (torch.float32, "fp32") else "bf16"
 
 
-def _config(kernel: str, d_pad: int, dtype=torch.bfloat16, interpreted: bool = INTERPRETED) -> dict:
-    """Launch parameters of ``kernel`` ("fwd", "dq" or "dkdv") for ``dtype`` operands. The interpreter
-    gets 16- and 32-wide tiles so that small test shapes still span several blocks and all three tile kinds."""
+def _config(kernel: str, d_pad: int, w_pad: int, dtype=torch.bfloat16, interpreted: bool = INTERPRETED) -> dict:
+    """Launch parameters of ``kernel`` ("fwd", "dq" or "dkdv") for ``dtype`` operands.
+
+    ``W_SLICE`` table rows cover every bucket of a band tile (``_slice_start``). The interpreter
+    gets 16- and 32-wide tiles so that small test shapes still span several blocks and all three
+    tile kinds, and 16-wide head-dim chunks so that both ways of ``_dot_hd`` are tested (one chunk
+    at d <= 16, several above)."""
     if interpreted:  # different shapes per kernel check that nothing depends on a shared tiling
         block_m, block_n = {"fwd": (16, 16), "dq": (16, 32), "dkdv": (32, 16)}[kernel]
-        return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=1, num_stages=1)
-    key = (kernel, _dtype_class(dtype), d_pad)
-    if key not in SM90_CONFIGS:
-        raise ValueError(f"no launch configuration for {key} (padded head dims are 16, 32, 64, 128)")
-    block_m, block_n, warps, stages = SM90_CONFIGS[key]
-    return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages)
+        d_chunk, warps, stages = 16, 1, 1
+    else:
+        key = (kernel, _dtype_class(dtype), d_pad)
+        if key not in SM90_CONFIGS:
+            raise ValueError(f"no launch configuration for {key} (padded head dims are 16, 32, 64, 128)")
+        block_m, block_n, d_chunk, warps, stages = SM90_CONFIGS[key]
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, D_CHUNK=min(d_chunk, d_pad),
+                W_SLICE=min(_pow2(block_m + block_n - 1), w_pad), num_warps=warps, num_stages=stages)  # fmt: skip
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
@@ -763,7 +839,7 @@ def _meta(q, pos_k, pos_q, window, shift, causal, dropout_p) -> dict:
 def _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed):
     B, H, L, d = q.shape
     meta = _meta(q, pos_k, pos_q, window, shift, causal, dropout_p)
-    cfg = _config("fwd", meta["D_PAD"], q.dtype)
+    cfg = _config("fwd", meta["D_PAD"], meta["W_PAD"], q.dtype)
     o = torch.empty_like(q)
     lse = torch.empty((B * H, L), dtype=torch.float32, device=q.device)
     scale = 1.0 / math.sqrt((1 + meta["HAS_C2P"] + meta["HAS_P2C"]) * d)
@@ -782,7 +858,8 @@ def _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed):
 def _backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, seed):
     B, H, L, d = q.shape
     meta = _meta(q, pos_k, pos_q, window, shift, causal, dropout_p)
-    dq_cfg, dkdv_cfg = _config("dq", meta["D_PAD"], q.dtype), _config("dkdv", meta["D_PAD"], q.dtype)
+    dq_cfg = _config("dq", meta["D_PAD"], meta["W_PAD"], q.dtype)
+    dkdv_cfg = _config("dkdv", meta["D_PAD"], meta["W_PAD"], q.dtype)
     scale = 1.0 / math.sqrt((1 + meta["HAS_C2P"] + meta["HAS_P2C"]) * d)
     seed_lo, seed_hi = _split_seed(seed)
     common = (H, L, seed_lo, seed_hi, _drop_threshold(dropout_p), scale * math.log2(math.e), scale,
@@ -889,18 +966,31 @@ def _signature(fn, pointers: dict, floats: set, constexprs: dict) -> dict:
     return sig
 
 
-# The configurations the trainer and evaluator launch beyond every table row at W = 64 with and
-# without dropout (the paper: d = 24 → 32, W = 64; evaluation without dropout): the tiny config's
-# d = 16 with W = 8, and one bidirectional attention with a shift (not shipped; keeps that path compiling).
-EXTRA_COMPILE_VARIANTS = [  # (dtype, head dim, window, causal, shift, dropout)
-    ("bf16", 16, 8, True, 0, False), ("fp32", 16, 8, True, 0, False), ("bf16", 24, 64, False, 4, True),
-]  # fmt: skip
+_COMPILE_KERNELS = ("fwd", "dq", "dkdv")
+
+
+def launched_variants() -> list:
+    """``(dtype, head dim, window, causal, shift, dropout, kernel)`` of every attention the trainer and
+    evaluator launch, which ``sm90_compile_cases`` compiles (each a distinct kernel; together they
+    cover every row of ``SM90_CONFIGS``). Both operand dtypes: bf16 under autocast (``precision:
+    auto`` on a GPU), fp32 with ``precision: fp32`` and in the evaluator (no autocast)."""
+    variants = []
+    for dtype in ("bf16", "fp32"):
+        # The paper's d = 24 (training with dropout, evaluation without), and d = 64 and 128, at W = 64.
+        variants += [(dtype, d, 64, True, 0, dropout, kernel)
+                     for d in (24, 64, 128) for dropout in (True, False) for kernel in _COMPILE_KERNELS]  # fmt: skip
+        # The tiny config: d = 16, W = 8, no dropout.
+        variants += [(dtype, 16, 8, True, 0, False, kernel) for kernel in _COMPILE_KERNELS]
+    # Bidirectional attention with a shift (a converted checkpoint with causal_attn: false): training
+    # in bf16 with dropout, and the evaluator's fp32 forward.
+    variants += [("bf16", 24, 64, False, 4, True, kernel) for kernel in _COMPILE_KERNELS]
+    variants.append(("fp32", 24, 64, False, 4, False, "fwd"))
+    return variants
 
 
 def sm90_compile_cases() -> list:
-    """Every row of ``SM90_CONFIGS`` as the launcher uses it, causal with both position terms and
-    W = 64, with dropout on and off (the largest head dim of each padded width: 16, 24, 64, 128),
-    then ``EXTRA_COMPILE_VARIANTS``; and the dropout-mask kernel."""
+    """Every launch of ``launched_variants`` as the launcher configures it (``_config``), with both
+    position terms; and the dropout-mask kernel."""
     kernels = {  # kernel: (jit function, pointer arguments, fp32 scalar arguments)
         "fwd": (_fwd_kernel, ("Q", "K", "V", "PK", "PQ", "O", "LSE"), {"qk_scale", "out_scale"}),
         "dq": (_bwd_dq_kernel, ("Q", "K", "V", "PK", "PQ", "O", "DO", "LSE", "DELTA", "DQ", "DPK_PART"),
@@ -908,23 +998,20 @@ def sm90_compile_cases() -> list:
         "dkdv": (_bwd_dkdv_kernel, ("Q", "K", "V", "PK", "PQ", "DO", "LSE", "DELTA", "DK", "DV", "DPQ_PART"),
                  {"qk_scale", "sm_scale", "drop_scale"}),
     }  # fmt: skip
-    head_dim = {16: 16, 32: 24, 64: 64, 128: 128}
-    variants = [(dtype, head_dim[d_pad], 64, True, 0, dropout, kernel)
-                for (kernel, dtype, d_pad) in SM90_CONFIGS for dropout in (True, False)]  # fmt: skip
-    variants += [(*extra, kernel) for extra in EXTRA_COMPILE_VARIANTS for kernel in kernels]
     fp32_buffers = {"LSE", "DELTA", "DPK_PART", "DPQ_PART"}
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}
     cases = []
-    for dtype, d, window, causal, shift, dropout, kernel in variants:
+    for dtype, d, window, causal, shift, dropout, kernel in launched_variants():
         fn, pointer_names, floats = kernels[kernel]
-        cfg = _config(kernel, _pow2(d), torch_dtype[dtype], interpreted=False)
+        cfg = _config(kernel, _pow2(d), _pow2(window), torch_dtype[dtype], interpreted=False)
         options = {"num_warps": cfg.pop("num_warps"), "num_stages": cfg.pop("num_stages")}
         constexprs = dict(
             HEAD_DIM=d, D_PAD=_pow2(d), WINDOW=window, SHIFT=shift, W_PAD=_pow2(window), CAUSAL=causal, HAS_C2P=True,
             HAS_P2C=True, DROPOUT=dropout, DOT_PRECISION=_dot_precision(torch_dtype[dtype]), DOT_UPCAST=False, **cfg,
         )  # fmt: skip
         pointers = {name: "fp32" if name in fp32_buffers else dtype for name in pointer_names}
-        label = dict(dtype=dtype, d=d, W=window, causal=causal, dropout=dropout, tile=f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}")
+        label = dict(dtype=dtype, d=d, W=window, causal=causal, dropout=dropout,
+                     tile=f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}/{cfg['D_CHUNK']}")  # fmt: skip
         cases.append((fn, _signature(fn, pointers, floats, constexprs), constexprs, options, label))
     mask_constexprs = {"BLOCK_M": 64, "BLOCK_N": 64}
     mask_signature = _signature(_dropout_mask_kernel, {"KEEP": "i8"}, set(), mask_constexprs)

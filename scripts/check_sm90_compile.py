@@ -17,7 +17,7 @@ Occupancy against an H100's limits per SM (65,536 registers allocated per warp i
 per block): resident warps / 64, and which limit binds.
 
 Usage:
-    python scripts/check_sm90_compile.py [module ...] [--markdown] [--json PATH] [--jobs N] [--allow-spills]
+    python scripts/check_sm90_compile.py [module ...] [--markdown [--compare JSON]] [--json PATH] [--jobs N] [--allow-spills]
 
 The kernels checked are this checkout's (the folder kernels/, imported as ``fastrecur_kernels``),
 whether or not fastrecur is installed in the Python that runs the script.
@@ -85,8 +85,17 @@ def _setup_triton() -> None:
 
 
 def _cases(module_name: str) -> list:
-    cases = importlib.import_module(module_name).sm90_compile_cases()
-    return [(module_name, i, c[4] if len(c) > 4 else {}) for i, c in enumerate(cases)]
+    """``(module, index, label)`` of each distinct compile case: a case whose kernel, signature,
+    constexprs and options repeat an earlier one's compiles to the same binary and is skipped."""
+    jobs, seen = [], set()
+    for i, case in enumerate(importlib.import_module(module_name).sm90_compile_cases()):
+        fn, signature, constexprs, options = case[:4]
+        key = (fn.__name__, *(tuple(sorted((k, repr(v)) for k, v in part.items()))
+                              for part in (signature, constexprs, options)))  # fmt: skip
+        if key not in seen:
+            seen.add(key)
+            jobs.append((module_name, i, case[4] if len(case) > 4 else {}))
+    return jobs
 
 
 def compile_case(job: tuple) -> dict:
@@ -138,16 +147,26 @@ def _label(row: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in label.items())
 
 
-def markdown(rows: list[dict], version: str) -> str:
-    lines = [f"Triton {version}, sm_90 (ptxas from the triton wheel):", "",
-             "| kernel | configuration | warps | registers | spill st/ld B | shared KiB | blocks/SM | occupancy | limited by |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['kernel']} | {_label(r)} | | | | | | | **{r['error'][:80]}** |")
-            continue
-        lines.append(f"| {r['kernel']} | {_label(r)} | {r['warps']} | {r['registers']} | {r['spill_stores']}/{r['spill_loads']} | "
-                     f"{r['shared'] / 1024:.1f} | {r['blocks_per_sm']} | {r['occupancy']:.0%} | {r['limited_by']} |")  # fmt: skip
+def markdown(reports: list[tuple[str, list[dict]]]) -> str:
+    """One table, a column group per ``(triton version, rows)`` report; rows matched by kernel and label."""
+    head = "| kernel | configuration | warps, stages |" + "".join(
+        f" {v}: registers | spill st/ld B | shared KiB | blocks/SM, occupancy (limit) |" for v, _ in reports)
+    lines = [f"Triton {' and '.join(v for v, _ in reports)}, sm_90 (ptxas from the triton wheel):", "", head,
+             "|---|---|---|" + "---:|---:|---:|---|" * len(reports)]  # fmt: skip
+    by_key = [{(r["module"], r["kernel"], _label(r)): r for r in rows} for _, rows in reports]
+    for first in reports[0][1]:
+        key = (first["module"], first["kernel"], _label(first))
+        options = first["options"]
+        cells = [f"{options.get('num_warps', '')}w {options.get('num_stages', '')}".strip()]
+        for rows in by_key:
+            r = rows.get(key)
+            if r is None or "error" in r:
+                cells.append(f"**{r['error'][:60] if r else 'not compiled'}** | | |")
+                continue
+            spill = f"{r['spill_stores']}/{r['spill_loads']}"
+            cells.append(f"{r['registers']} | {f'**{spill}**' if r['spill_stores'] or r['spill_loads'] else spill} | "
+                         f"{r['shared'] / 1024:.1f} | {r['blocks_per_sm']}, {r['occupancy']:.0%} ({r['limited_by']})")  # fmt: skip
+        lines.append(f"| {first['kernel']} | {key[2]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -155,6 +174,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("modules", nargs="*", default=KERNEL_MODULES)
     p.add_argument("--markdown", action="store_true", help="print the table as markdown (bench/RESULTS.md)")
+    p.add_argument("--compare", metavar="JSON", help="with --markdown: add the columns of a --json report of "
+                   "another Triton version (bench/RESULTS.md: 3.6 beside 3.9)")
     p.add_argument("--json", help="write every row to this file")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compiles in parallel (default: all cores)")
     p.add_argument("--allow-spills", action="store_true", help="report spills without failing")
@@ -180,7 +201,12 @@ def main(argv: list[str]) -> int:
               f"spills {row['spill_stores']}/{row['spill_loads']} B, {row['shared']} B shared, {row['occupancy']:.0%} occupancy"
               + (f"\n     {'; '.join(found)}" if found else ""))  # fmt: skip
     if args.markdown:
-        print("\n" + markdown(rows, triton.__version__))
+        reports = [(triton.__version__, rows)]
+        if args.compare:
+            with open(args.compare) as f:
+                other = json.load(f)
+            reports.append((other["triton"], other["rows"]))
+        print("\n" + markdown(reports))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"triton": triton.__version__, "rows": rows}, f, indent=1)
