@@ -341,3 +341,18 @@ def test_divergence_is_caught_when_the_metrics_are_logged(tmp_path, capsys):
     assert logged[-1]["step"] == first_bad and logged[-1]["loss"] is None  # NaN is written as null
     assert all(math.isfinite(r["loss"]) for r in logged[:-1])
     assert not os.path.exists(tmp_path / "checkpoint.pt")  # nothing was ever good enough to save
+
+
+def test_demo_command_prints_the_table_floors_and_verdict(tmp_path, capsys):
+    """The demo end to end at smoke size: training, the in-distribution line, the sweep table with
+    the non-trivial and floor columns, the verdict line, and --threads checked."""
+    from fastrecur.cli import main
+
+    args = ["demo", "--out", str(tmp_path), "--no-progress", "--no-pretrained", "--threads", "1",
+            "train.steps=12", "train.log_every=4", "sweep.sizes=[4,8]", "sweep.num_graphs=16"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "trained 12 steps" in out and "in distribution (16 fresh graphs" in out
+    assert "non-trivial" in out and "floor" in out and "generalization: in distribution ≥ 99 %:" in out
+    assert (tmp_path / "sweep" / "sweep.json").is_file()
+    assert main(["demo", "--out", str(tmp_path / "x"), "--threads", "0"]) != 0
