@@ -227,21 +227,31 @@ def test_not_a_checkpoint(tmp_path):
 # --- learning ---------------------------------------------------------------------------------
 
 
+def learning_config(tmp_path, graphs: dict, model: dict, train: dict) -> RunConfig:
+    """A learning test's run: ADD graphs mod 3 of depth ≤ 2, no dropout, 4 heads, cosine AdamW with
+    clipping 0.3, 32 graphs per step, no checkpoints; ``graphs``/``model``/``train`` add the rest."""
+    return RunConfig.from_dict(
+        {
+            "data": {"train": {"min_fan_in": 1, "max_depth": 2, "func_vocab": ["ADD"], "mod_val": 3, **graphs}},
+            "model": {"num_heads": 4, "attn_dropout": 0.0, "resid_dropout": 0.0, **model},
+            "train": {"batch_size": 32, "schedule": "cosine", "min_lr": 0.0003, "grad_clip": 0.3, "log_every": 100,
+                      "length_multiple": 8, "ckpt_every": 0, "out_dir": str(tmp_path), **train},
+        }
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_tiny_model_learns_a_tiny_task(tmp_path):
     """4-node ADD graphs mod 3: a 3-layer model solves most graphs completely within ~600 steps."""
     from fastrecur.evaluate import Evaluator
     from fastrecur.sweep import in_distribution_dataset
 
-    raw = {
-        "data": {"train": {"num_nodes": 4, "num_leaf_nodes": 2, "min_fan_in": 1, "max_fan_in": 2, "max_depth": 2,
-                           "func_vocab": ["ADD"], "mod_val": 3, "num_vars": 4, "max_length": 24}},
-        "model": {"vocab_sizes": [7, 5, 2, 5, 2, 2], "hidden_size": 32, "num_layers": 3, "num_heads": 4, "relpos_window": 16,
-                  "relpos_embed_size": 16, "attn_dropout": 0.0, "resid_dropout": 0.0},
-        "train": {"batch_size": 32, "steps": 600, "lr": 0.01, "schedule": "cosine", "warmup_steps": 50, "min_lr": 0.0003,
-                  "grad_clip": 0.3, "log_every": 100, "length_multiple": 8, "ckpt_every": 0, "out_dir": str(tmp_path)},
-    }  # fmt: skip
-    cfg = RunConfig.from_dict(raw)
+    cfg = learning_config(
+        tmp_path,
+        graphs=dict(num_nodes=4, num_leaf_nodes=2, max_fan_in=2, num_vars=4, max_length=24),
+        model=dict(vocab_sizes=[7, 5, 2, 5, 2, 2], hidden_size=32, num_layers=3, relpos_window=16, relpos_embed_size=16),
+        train=dict(steps=600, lr=0.01, warmup_steps=50),
+    )
     trainer = Trainer(cfg, show_progress=False)
     graphs = in_distribution_dataset(cfg, 512)
     evaluator = Evaluator(trainer.model, cfg.eval, torch.device("cpu"))
@@ -265,15 +275,12 @@ def test_name_lookup_forms_beyond_the_position_window(tmp_path):
     from fastrecur.sweep import in_distribution_dataset
 
     torch.manual_seed(0)
-    raw = {
-        "data": {"train": {"num_nodes": 6, "num_leaf_nodes": 4, "min_fan_in": 1, "max_fan_in": 1, "max_depth": 2,
-                           "func_vocab": ["ADD"], "mod_val": 3, "num_vars": 12, "max_length": 40}},
-        "model": {"vocab_sizes": [7, 13, 2, 5, 2, 2], "hidden_size": 64, "num_layers": 4, "num_heads": 4, "relpos_window": 5,
-                  "relpos_embed_size": 32, "attn_dropout": 0.0, "resid_dropout": 0.0},
-        "train": {"batch_size": 32, "steps": 800, "lr": 0.003, "schedule": "cosine", "warmup_steps": 100, "min_lr": 0.0003,
-                  "grad_clip": 0.3, "log_every": 100, "length_multiple": 8, "ckpt_every": 0, "out_dir": str(tmp_path)},
-    }  # fmt: skip
-    cfg = RunConfig.from_dict(raw)
+    cfg = learning_config(
+        tmp_path,
+        graphs=dict(num_nodes=6, num_leaf_nodes=4, max_fan_in=1, num_vars=12, max_length=40),
+        model=dict(vocab_sizes=[7, 13, 2, 5, 2, 2], hidden_size=64, num_layers=4, relpos_window=5, relpos_embed_size=32),
+        train=dict(steps=800, lr=0.003, warmup_steps=100),
+    )
     trainer = Trainer(cfg, show_progress=False)
     graphs = in_distribution_dataset(cfg, 256)
     evaluator = Evaluator(trainer.model, cfg.eval, torch.device("cpu"))
