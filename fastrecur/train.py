@@ -324,7 +324,11 @@ class Trainer:
         logger = RunLogger(self.out_dir, enabled=self.is_main)
         metrics = self._metrics()
         progress = self._progress_bar()
-        start_wall = time.perf_counter()
+        start_wall, time_before = time.perf_counter(), self.state.train_time_s
+
+        def clock() -> None:  # wall time of training so far, this run and the ones it resumes
+            self.state.train_time_s = time_before + time.perf_counter() - start_wall
+
         interval_start, interval_positions = time.perf_counter(), 0
         batches = self.batches()
         try:
@@ -358,15 +362,15 @@ class Trainer:
                     interval_start, interval_positions = time.perf_counter(), 0
                 if tcfg.eval_every and step % tcfg.eval_every == 0 and step < tcfg.steps:
                     self._log({"step": step, **self.validate()}, logger, on_log, progress)
+                clock()
                 if tcfg.ckpt_every and step % tcfg.ckpt_every == 0:
                     self.save_checkpoint()
-                elapsed_total = self.state.train_time_s + time.perf_counter() - start_wall
-                if tcfg.time_limit_s is not None and elapsed_total >= tcfg.time_limit_s:
+                if tcfg.time_limit_s is not None and self.state.train_time_s >= tcfg.time_limit_s:
                     if progress is not None:
                         progress.write(f"time limit of {tcfg.time_limit_s:.0f}s reached at step {step}")
                     break
         except KeyboardInterrupt:
-            self.state.train_time_s += time.perf_counter() - start_wall
+            clock()
             self.save_checkpoint(collective=False)  # the other processes may not be interrupted
             if self.is_main:
                 print(f"\ninterrupted at step {self.state.step}; checkpoint saved to {self.checkpoint_path}")
@@ -375,7 +379,7 @@ class Trainer:
             if progress is not None:
                 progress.close()
             logger.close()
-        self.state.train_time_s += time.perf_counter() - start_wall
+        clock()
         self.save_checkpoint()
         return self.state
 

@@ -213,6 +213,23 @@ def test_checkpoint_holds_everything_needed(tmp_path):
     assert RunConfig.from_dict(ckpt["config"]).train.steps == 2
 
 
+def test_periodic_checkpoints_record_the_training_time_so_far(tmp_path, monkeypatch):
+    # A long run is usually killed, not interrupted: its last periodic checkpoint must still say how
+    # long it trained, and a resumed run must add to that time, not start it again from zero.
+    saved = []
+    trainer = Trainer(small_config(tmp_path, steps=4, ckpt_every=2), show_progress=False)
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda **kw: saved.append((trainer.state.step, trainer.state.train_time_s)))
+    trainer.fit()
+    (step_2, time_2), (step_4, time_4) = saved[0], saved[1]
+    assert (step_2, step_4) == (2, 4) and 0 < time_2 < time_4
+    monkeypatch.undo()
+    trainer.save_checkpoint()
+    resumed = Trainer(small_config(tmp_path, steps=6), resume=trainer.checkpoint_path, show_progress=False)
+    assert resumed.state.train_time_s == pytest.approx(trainer.state.train_time_s)
+    resumed.fit()
+    assert resumed.state.train_time_s > trainer.state.train_time_s
+
+
 def test_not_a_checkpoint(tmp_path):
     from fastrecur.errors import FastrecurError
 
