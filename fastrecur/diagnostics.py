@@ -89,6 +89,37 @@ def teacher_forced_value_correct(
     return correct
 
 
+ROLES = ("keep", "solve", "wait")
+
+
+@torch.no_grad()
+def iteration_role_accuracy(
+    value_logits: Callable[[torch.Tensor], torch.Tensor], ds: GraphDataset, extra_iterations: int = 1, batch_size: int = 64
+) -> list[dict[str, tuple[int, int]]]:
+    """Teacher-forced VALUE hits per iteration ``k``, split by what the iteration must do at each RHS.
+
+    From teacher state ``S_k`` an iteration must *keep* the values of depth ``< k`` it is given,
+    *solve* the nodes of depth ``k``, and leave the deeper ones EMPTY (*wait*). A closed loop that
+    fails beyond the training depth shows here as a role that breaks at some ``k`` only: a model that
+    writes guesses into slots whose operands are unknown (wait), or rewrites values it was given
+    (keep). Returns, for ``k = 0 … max depth + extra_iterations``, ``{role: (hits, count)}``.
+    """
+    num_iters = int(ds.depth.max()) + 1 + extra_iterations
+    totals = [{role: [0, 0] for role in ROLES} for _ in range(num_iters)]
+    for start in range(0, len(ds), batch_size):
+        batch = ds[start : start + batch_size]
+        width = int(batch.lengths.max())  # trailing pads cannot change earlier positions (causal)
+        depth = batch.depth[:, :width]
+        inputs, targets = teacher_states(batch.tokens[:, :width], batch.labels[:, :width], depth, num_iters)
+        for k in range(num_iters):
+            hit = value_logits(inputs[k]).argmax(-1).cpu() == targets[k][..., VALUE]
+            rhs = depth >= 0
+            for role, mask in (("keep", rhs & (depth < k)), ("solve", depth == k), ("wait", depth > k)):
+                totals[k][role][0] += int((hit & mask).sum())
+                totals[k][role][1] += int(mask.sum())
+    return [{role: tuple(hc) for role, hc in row.items()} for row in totals]
+
+
 def split_accuracy(correct: torch.Tensor, categories: dict[str, torch.Tensor]) -> dict[str, float]:
     """Accuracy per category and per distance bin; categories without nodes are left out."""
     out = {}

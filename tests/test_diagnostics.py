@@ -14,6 +14,7 @@ from fastrecur.config import EvalSettings  # noqa: E402
 from fastrecur.data import VALUE, DagConfig, GraphDataset, generate_dataset  # noqa: E402
 from fastrecur.diagnostics import (  # noqa: E402
     constant_answer_graphs,
+    iteration_role_accuracy,
     node_categories,
     node_skill_accuracy,
     split_accuracy,
@@ -77,6 +78,22 @@ def test_teacher_forced_split_scores_what_the_model_gets_right(graphs):
     expected_far = float((cats["far"] & cats["copy"]).sum()) / float(cats["far"].sum())
     assert split["far"] == pytest.approx(expected_far)
     assert node_skill_accuracy(labels_oracle(graphs), graphs[:40], 5)["kary"] == 1.0
+
+
+def test_iteration_roles_separate_keeping_solving_and_waiting(graphs):
+    def rates(value_logits):
+        rows = iteration_role_accuracy(value_logits, graphs, batch_size=len(graphs))
+        assert len(rows) == int(graphs.depth.max()) + 2
+        return [{role: hits / count for role, (hits, count) in row.items() if count} for row in rows]
+
+    oracle = OracleModel(graphs)  # the next teacher state: every role right at every iteration
+    assert all(set(r.values()) == {1.0} for r in rates(lambda x: oracle(x)[VALUE]))
+    # Writing every final value at once keeps and solves, but never waits.
+    assert all(r.get("keep", 1.0) == r.get("solve", 1.0) == 1.0 and r.get("wait", 0.0) == 0.0 for r in rates(labels_oracle(graphs)))
+    # Copying the input keeps and waits, but solves nothing.
+    size = graphs.vocab.sizes[VALUE]
+    copy = lambda x: torch.nn.functional.one_hot(x[..., VALUE], size).float()  # noqa: E731
+    assert all(r.get("keep", 1.0) == r.get("wait", 1.0) == 1.0 and r.get("solve", 0.0) == 0.0 for r in rates(copy))
 
 
 def test_constant_answer_graphs():
