@@ -3,7 +3,7 @@
 
     python scripts/export_pretrained.py runs/pretrained-cpu --name pretrained-cpu \\
         --command "scripts/train_pretrained.sh" --commit $(git rev-parse --short HEAD) \\
-        --sweep runs/pretrained-cpu/sweep/sweep.json
+        --sweep runs/pretrained-cpu/sweep/sweep.json [--sweep runs/pretrained-cpu/sweep-fixed-point/sweep.json]
 
 Writes ``<name>.pt`` (the weights and run config, no optimizer state: it evaluates, it does not
 resume), ``<name>.json`` (how it was trained: command, commit, data seed, steps, time, and the sweep
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--command", required=True, help="the command that trained it")
     p.add_argument("--commit", required=True, help="commit of the code that trained it")
-    p.add_argument("--sweep", help="sweep.json of the exported model (fastrecur sweep)")
+    p.add_argument("--sweep", action="append", default=[], help="sweep.json of the exported model (fastrecur sweep); repeat for several policies")
     p.add_argument("--notes", default="")
     args = p.parse_args(argv)
 
@@ -73,11 +73,11 @@ def main(argv=None) -> int:
         "notes": args.notes,
         "config": cfg,
     }
-    if args.sweep:
-        sweep = json.load(open(args.sweep))
-        keep = ("num_nodes", "num_graphs", "fully_solved", "fully_solved_nontrivial", "constant_answer_floor", "value_acc",
-                "graph_depth", "iterations", "policy")
-        info["sweep"] = [{k: r[k] for k in keep if k in r} for r in sweep["results"]]
+    keep = ("num_nodes", "num_graphs", "fully_solved", "fully_solved_nontrivial", "constant_answer_floor", "value_acc",
+            "graph_depth", "iterations", "policy")
+    for path in args.sweep:
+        with open(path) as f:
+            info.setdefault("sweep", []).extend({k: r[k] for k in keep if k in r} for r in json.load(f)["results"])
     with open(os.path.join(PACKAGE_DIR, f"{args.name}.json"), "w") as f:
         json.dump(info, f, indent=1)
     print(f"wrote {out_pt} ({size / 2**20:.2f} MiB) and its .json and -log.csv")

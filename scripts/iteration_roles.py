@@ -28,12 +28,15 @@ def main(argv=None) -> int:
 
     from fastrecur.checkpoint import model_from_checkpoint
     from fastrecur.data import VALUE, DagConfig, generate_dataset, ood_config
+    from fastrecur.data.schedule import training_schedule
     from fastrecur.diagnostics import ROLES, iteration_role_accuracy
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model, cfg = model_from_checkpoint(args.checkpoint)
     base = DagConfig(**cfg.data.train)
+    stages = training_schedule(cfg.data.train, cfg.data.mix, cfg.data.curriculum)
+    deepest = max(c.max_depth for stage in stages for c in stage.configs)  # curriculum and mix included
     sizes = [int(s) for s in args.sizes.split(",") if s] or [n for n in cfg.sweep.sizes if n != base.num_nodes]
     sets = {f"in distribution (n = {base.num_nodes})": generate_dataset(base, args.num_graphs, seed=(777, 1))}
     for n in sizes:
@@ -44,7 +47,7 @@ def main(argv=None) -> int:
         return model(x)[VALUE]
 
     for name, ds in sets.items():
-        print(f"{name}: {len(ds)} graphs, training depth ≤ {base.max_depth}")
+        print(f"{name}: {len(ds)} graphs; training graphs have depth ≤ {deepest}")
         print("   k  " + "  ".join(f"{role:>15}" for role in ROLES))
         for k, row in enumerate(iteration_role_accuracy(value_logits, ds)):
             cells = [f"{100 * h / c:6.1f}% ({c:5d})" if c else f"{'–':>15}" for h, c in (row[r] for r in ROLES)]

@@ -45,11 +45,16 @@ def fmt(x, pct=True):
     return f"{100 * x:.1f}" if pct else str(x)
 
 
+def ood_sets(record: dict) -> list[str]:
+    """The OOD evaluation sets of a record (``n8``, ``n12``, …), smallest graph size first."""
+    return sorted({k.split("/")[0] for k in record if re.match(r"n\d+/solved$", k)}, key=lambda s: int(s[1:]))
+
+
 def table(runs: dict[str, list[dict]]) -> str:
     lines = []
     for name, recs in runs.items():
         last = recs[-1]
-        ood = sorted({k.split("/")[0] for k in last if re.match(r"n\d+/solved$", k)}, key=lambda s: int(s[1:]))
+        ood = ood_sets(last)
         ood_cells = " ".join(f"{k}: {fmt(last[f'{k}/solved'])} ({fmt(last.get(f'{k}/solved_nontrivial'))})" for k in ood)
         twice = f"{ood[0]}/solved" if ood else None
         lines.append(
@@ -74,14 +79,16 @@ def plot(runs: dict[str, list[dict]], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for name, recs in runs.items():
+    colors = plt.get_cmap("tab10").colors
+    for i, (name, recs) in enumerate(runs.items()):
         steps = [r["step"] for r in recs]
-        line, = axes[0].plot(steps, [r["in/solved"] for r in recs], label=name, lw=1)
-        ood = sorted(k for k in recs[-1] if re.match(r"n\d+/solved$", k))
+        style = dict(color=colors[i % len(colors)], ls=("-", "--", ":")[i // len(colors) % 3], lw=1)
+        axes[0].plot(steps, [r["in/solved"] for r in recs], label=name, **style)
+        ood = ood_sets(recs[-1])
         if ood:
-            axes[1].plot(steps, [r.get(ood[0], float("nan")) for r in recs], color=line.get_color(), lw=1)
-    axes[0].set_title("in distribution: % completely solved")
-    axes[1].set_title("smallest OOD size: % completely solved")
+            axes[1].plot(steps, [r.get(f"{ood[0]}/solved", float("nan")) for r in recs], **style)
+    axes[0].set_title("in distribution: fraction completely solved")
+    axes[1].set_title("smallest OOD size (2× the training size): fraction completely solved")
     for ax in axes:
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
