@@ -111,9 +111,9 @@ def iteration_role_accuracy(
         width = int(batch.lengths.max())  # trailing pads cannot change earlier positions (causal)
         depth = batch.depth[:, :width]
         inputs, targets = teacher_states(batch.tokens[:, :width], batch.labels[:, :width], depth, num_iters)
+        rhs = depth >= 0
         for k in range(num_iters):
             hit = value_logits(inputs[k]).argmax(-1).cpu() == targets[k][..., VALUE]
-            rhs = depth >= 0
             for role, mask in (("keep", rhs & (depth < k)), ("solve", depth == k), ("wait", depth > k)):
                 totals[k][role][0] += int((hit & mask).sum())
                 totals[k][role][1] += int(mask.sum())
