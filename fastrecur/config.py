@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .model import ModelConfig
 from .yaml_loading import load_yaml, read_yaml_mapping
 
-EMBEDDED_CONFIGS = ("paper", "tiny", "tiny-compare", "pretrained-cpu")
+EMBEDDED_CONFIGS = ("paper", "tiny", "demo", "tiny-compare", "pretrained-cpu")
 PADDING_MODES = ("trim", "faithful")
 EVAL_POLICIES = ("depth+2", "fixed", "fixed-point")
 BACKENDS = ("auto", "reference", "triton")

@@ -104,6 +104,18 @@ def test_embedded_tiny_config_loads():
     assert cfg.model.hidden_size < 384 and cfg.train.steps > 0
 
 
+def test_embedded_demo_config_keeps_the_demo_a_real_test():
+    """What the demo must stay (issue 15): a task no easier than tiny's, swept to ≥ 3× its training size,
+    with a name for every node of the largest test graph and the model's vocabulary sized to match."""
+    tiny, demo = load_config("tiny"), load_config("demo")
+    task, old = demo.data.train, tiny.data.train
+    assert task["num_nodes"] >= old["num_nodes"] and task["max_depth"] >= old["max_depth"]
+    assert task["mod_val"] >= old["mod_val"] and demo.model == tiny.model.replace(vocab_sizes=demo.model.vocab_sizes)
+    assert max(demo.sweep.sizes) >= 3 * task["num_nodes"] and 2 * task["num_nodes"] in demo.sweep.sizes
+    assert task["num_vars"] >= max(demo.sweep.sizes) and demo.model.vocab_sizes[1] == task["num_vars"] + 1
+    assert demo.data.curriculum and demo.train.extra_iterations == 1
+
+
 def test_authors_config_directory(tmp_path):
     (tmp_path / "model_config.yaml").write_text(AUTHORS_MODEL)
     (tmp_path / "train_config.yaml").write_text(AUTHORS_TRAIN)

@@ -373,10 +373,11 @@ def test_demo_command_prints_the_table_floors_and_verdict(tmp_path, capsys):
     from fastrecur.cli import main
 
     args = ["demo", "--out", str(tmp_path), "--no-progress", "--no-pretrained", "--threads", "1",
-            "train.steps=12", "train.log_every=4", "sweep.sizes=[4,8]", "sweep.num_graphs=16"]  # fmt: skip
+            "train.steps=12", "train.log_every=4", "sweep.sizes=[6,12]", "sweep.num_graphs=16"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "trained 12 steps" in out and "in distribution (16 fresh graphs" in out
     assert "non-trivial" in out and "floor" in out and "generalization: in distribution ≥ 99 %:" in out
+    assert "n = 12 ≥ 95 %: NOT met" in out  # twice the demo's 6-node training graphs, after 12 steps
     assert (tmp_path / "sweep" / "sweep.json").is_file()
     assert main(["demo", "--out", str(tmp_path / "x"), "--threads", "0"]) != 0
