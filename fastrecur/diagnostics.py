@@ -121,16 +121,25 @@ def iteration_role_accuracy(
 
 
 def split_accuracy(correct: torch.Tensor, categories: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Accuracy per category and per distance bin; categories without nodes are left out."""
+    """Accuracy per category and per distance bin (all inner nodes, then copy and k-ary nodes apart:
+    ``dist_16_32``, ``copy_dist_16_32``, ``kary_dist_16_32``); categories without nodes are left out.
+
+    The split by kind tells a one-name lookup from a two-name one: the demo's failed seeds solved
+    copies at every distance and lost k-ary nodes whose operands were defined far back (§3 of
+    docs/learning.md)."""
     out = {}
     for name, mask in categories.items():
         if name != "distance" and mask.any():
             out[name] = float((correct & mask).sum()) / float(mask.sum())
     distance = categories["distance"]
-    for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:]):
-        mask = (distance >= lo) & (distance < hi)
-        if mask.any():
-            out[f"dist_{lo}_{hi if hi < DISTANCE_BINS[-1] else 'inf'}"] = float((correct & mask).sum()) / float(mask.sum())
+    for prefix, kind in (("", None), ("copy_", "copy"), ("kary_", "kary")):
+        for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:]):
+            mask = (distance >= lo) & (distance < hi)
+            if kind is not None:
+                mask &= categories[kind]
+            if mask.any():
+                name = f"{prefix}dist_{lo}_{hi if hi < DISTANCE_BINS[-1] else 'inf'}"
+                out[name] = float((correct & mask).sum()) / float(mask.sum())
     return out
 
 

@@ -5,7 +5,9 @@ From teacher state ``S_k`` one iteration must *keep* the values of depth ``< k``
 the nodes of depth ``k`` and leave deeper ones EMPTY (*wait*) (``fastrecur.diagnostics.
 iteration_role_accuracy``). Printed for held-out graphs drawn as in training and at larger sizes
 (the authors' OOD protocol: unbounded depth), so the iteration at which a role first fails beyond
-the training depth is visible (docs/learning.md §2).
+the training depth is visible (docs/learning.md §2). Then the same accuracy at each set's inner
+nodes by kind (copy: one operand, k-ary: two or more) and by the distance back to the farthest
+operand's definition, which tells a one-name lookup from a two-name one (docs/learning.md §3).
 
     python scripts/iteration_roles.py runs/demo/checkpoint.pt --sizes 8,12 --num-graphs 128
 """
@@ -29,7 +31,7 @@ def main(argv=None) -> int:
     from fastrecur.checkpoint import model_from_checkpoint
     from fastrecur.data import VALUE, DagConfig, generate_dataset, ood_config
     from fastrecur.data.schedule import training_schedule
-    from fastrecur.diagnostics import ROLES, iteration_role_accuracy
+    from fastrecur.diagnostics import DISTANCE_BINS, ROLES, iteration_role_accuracy, node_skill_accuracy
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,6 +54,16 @@ def main(argv=None) -> int:
         for k, row in enumerate(iteration_role_accuracy(value_logits, ds)):
             cells = [f"{100 * h / c:6.1f}% ({c:5d})" if c else f"{'–':>15}" for h, c in (row[r] for r in ROLES)]
             print(f"  {k:2d}  " + "  ".join(cells))
+    bins = [f"dist_{lo}_{hi if hi < DISTANCE_BINS[-1] else 'inf'}" for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:])]
+    for name, ds in sets.items():
+        skills = node_skill_accuracy(value_logits, ds, cfg.model.relpos_window)
+        shown = [b for b in bins if b in skills]
+        print(f"{name}: solve accuracy by node kind and distance to the farthest operand definition")
+        print("  kind    all    " + "  ".join(f"{b[5:].replace('_', '–'):>8}" for b in shown))
+        for kind in ("copy", "kary"):
+            cells = [f"{100 * skills[f'{kind}_{b}']:7.1f}%" if f"{kind}_{b}" in skills else f"{'–':>8}" for b in shown]
+            total = f"{100 * skills[kind]:5.1f}%" if kind in skills else "    –"
+            print(f"  {kind:<6} {total}  " + "  ".join(cells))
     return 0
 
 

@@ -77,6 +77,10 @@ def test_teacher_forced_split_scores_what_the_model_gets_right(graphs):
     assert split["leaf"] == split["copy"] == 1.0 and split["kary"] == 0.0
     expected_far = float((cats["far"] & cats["copy"]).sum()) / float(cats["far"].sum())
     assert split["far"] == pytest.approx(expected_far)
+    bins = [k for k in split if k.startswith("dist_")]
+    assert bins and all(split["copy_" + k] == 1.0 for k in bins if "copy_" + k in split)
+    assert all(v == 0.0 for k, v in split.items() if k.startswith("kary_dist_"))
+    assert any(k.startswith("kary_dist_") for k in split)
     assert node_skill_accuracy(labels_oracle(graphs), graphs[:40], 5)["kary"] == 1.0
 
 

@@ -18,9 +18,16 @@ def test_prints_every_iteration_of_every_set(tmp_path, capsys):
     spec.loader.exec_module(script)
     assert script.main([trainer.checkpoint_path, "--sizes", "8", "--num-graphs", "6"]) == 0
     out = capsys.readouterr().out
-    sets = out.split("n = 8: ")
+    roles, skills = out.split("in distribution (n = 4): solve accuracy by node kind")
+    sets = roles.split("n = 8: ")
     assert len(sets) == 2 and "in distribution (n = 4)" in sets[0]
     for text in sets:
         rows = [line.split() for line in text.splitlines() if line.startswith("  ") and line.strip()[:1].isdigit()]
         assert [int(r[0]) for r in rows] == list(range(len(rows))) and len(rows) >= 3  # k = 0 … depth + 1
         assert "keep" in text and "solve" in text and "wait" in text
+    # then one table per set of inner-node accuracy by kind and distance, each cell a percentage
+    assert "n = 8: solve accuracy by node kind" in skills
+    kind_rows = [line.split() for line in skills.splitlines() if line.strip().startswith(("copy", "kary"))]
+    assert [r[0] for r in kind_rows] == ["copy", "kary", "copy", "kary"]
+    for row in kind_rows:
+        assert all(cell == "–" or 0.0 <= float(cell.rstrip("%")) <= 100.0 for cell in row[1:])
