@@ -110,7 +110,9 @@ def test_embedded_demo_config_keeps_the_demo_a_real_test():
     tiny, demo = load_config("tiny"), load_config("demo")
     task, old = demo.data.train, tiny.data.train
     assert task["num_nodes"] >= old["num_nodes"] and task["max_depth"] >= old["max_depth"]
-    assert task["mod_val"] >= old["mod_val"] and demo.model == tiny.model.replace(vocab_sizes=demo.model.vocab_sizes)
+    assert task["mod_val"] >= old["mod_val"]
+    # tiny's block (width, depth, window), with its own vocabulary and head count
+    assert demo.model == tiny.model.replace(vocab_sizes=demo.model.vocab_sizes, num_heads=demo.model.num_heads)
     assert max(demo.sweep.sizes) >= 3 * task["num_nodes"] and 2 * task["num_nodes"] in demo.sweep.sizes
     assert task["num_vars"] >= max(demo.sweep.sizes) and demo.model.vocab_sizes[1] == task["num_vars"] + 1
     assert demo.data.curriculum and demo.train.extra_iterations == 1
