@@ -32,6 +32,10 @@ from .data import VALUE, GraphDataset, teacher_states
 
 # Bins of the distance (in positions) from an RHS back to its farthest operand's definition.
 DISTANCE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, 1 << 30)
+# Their names in the accuracy dicts: dist_0_8, dist_8_16, …, dist_512_inf.
+DISTANCE_BIN_NAMES = tuple(
+    f"dist_{lo}_{hi if hi < DISTANCE_BINS[-1] else 'inf'}" for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:])
+)
 
 
 def node_categories(ds: GraphDataset, window: int) -> dict[str, torch.Tensor]:
@@ -133,13 +137,12 @@ def split_accuracy(correct: torch.Tensor, categories: dict[str, torch.Tensor]) -
             out[name] = float((correct & mask).sum()) / float(mask.sum())
     distance = categories["distance"]
     for prefix, kind in (("", None), ("copy_", "copy"), ("kary_", "kary")):
-        for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:]):
+        for name, lo, hi in zip(DISTANCE_BIN_NAMES, DISTANCE_BINS[:-1], DISTANCE_BINS[1:]):
             mask = (distance >= lo) & (distance < hi)
             if kind is not None:
                 mask &= categories[kind]
             if mask.any():
-                name = f"{prefix}dist_{lo}_{hi if hi < DISTANCE_BINS[-1] else 'inf'}"
-                out[name] = float((correct & mask).sum()) / float(mask.sum())
+                out[prefix + name] = float((correct & mask).sum()) / float(mask.sum())
     return out
 
 

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from fastrecur.checkpoint import model_from_checkpoint
     from fastrecur.data import VALUE, DagConfig, generate_dataset, ood_config
     from fastrecur.data.schedule import training_schedule
-    from fastrecur.diagnostics import DISTANCE_BINS, ROLES, iteration_role_accuracy, node_skill_accuracy
+    from fastrecur.diagnostics import DISTANCE_BIN_NAMES, ROLES, iteration_role_accuracy, node_skill_accuracy
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -54,10 +54,9 @@ def main(argv=None) -> int:
         for k, row in enumerate(iteration_role_accuracy(value_logits, ds)):
             cells = [f"{100 * h / c:6.1f}% ({c:5d})" if c else f"{'–':>15}" for h, c in (row[r] for r in ROLES)]
             print(f"  {k:2d}  " + "  ".join(cells))
-    bins = [f"dist_{lo}_{hi if hi < DISTANCE_BINS[-1] else 'inf'}" for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:])]
     for name, ds in sets.items():
         skills = node_skill_accuracy(value_logits, ds, cfg.model.relpos_window)
-        shown = [b for b in bins if b in skills]
+        shown = [b for b in DISTANCE_BIN_NAMES if b in skills]
         print(f"{name}: solve accuracy by node kind and distance to the farthest operand definition")
         print("  kind    all    " + "  ".join(f"{b[5:].replace('_', '–'):>8}" for b in shown))
         for kind in ("copy", "kary"):
