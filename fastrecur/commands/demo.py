@@ -2,8 +2,8 @@
 
 What a newcomer should see in ~10 CPU minutes (README "Demo"): the pipeline learning the algorithm from
 scratch (in-distribution accuracy), generalizing to graphs 2–3× larger and deeper than any it was
-trained on (the sweep), and what a longer run of the same model and curriculum on harder graphs reaches
-(the pretrained model's sweep).
+trained on (the sweep), and what a much longer run of a model of the same size on harder graphs
+reaches (the pretrained model's sweep).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _verdict(in_dist: dict, results: list[dict], train_size: int) -> str:
 
 
 def _sweep_pretrained(device, show_progress: bool) -> None:
-    """Sweep the shipped model: what a longer CPU run of the same model reaches (seconds of CPU)."""
+    """Sweep the shipped model: what a much longer CPU run reaches (seconds of CPU)."""
     import json
     import os
 
