@@ -169,9 +169,15 @@ class EvalSettings:
     max_iters: int = 64  # cap for fixed-point
     batch_size: int = 64
     cuda_graphs: bool = False  # replay each iteration as a CUDA graph (GPU only; shapes bucketed)
+    # Log-length attention scaling from L0 tokens on (0 = off, the authors' model): query i's logits
+    # × max(1, ln(i+1)/ln L0). Set L0 to the longest training sequence (data.train.max_length): the
+    # model is unchanged on training-length inputs (fastrecur_kernels.reference, docs/learning.md §5).
+    length_scaling: int = 0
 
     def validate(self) -> None:
         _choice("eval.policy", self.policy, EVAL_POLICIES)
+        if isinstance(self.length_scaling, bool) or not isinstance(self.length_scaling, int) or self.length_scaling < 0 or self.length_scaling == 1:
+            raise ConfigError(f"eval.length_scaling={self.length_scaling!r} is invalid: 0 (off) or a sequence length >= 2")
         if self.extra_iters < 0:
             raise ConfigError(f"eval.extra_iters={self.extra_iters!r} is invalid: must be >= 0")
         for key in ("fixed_iters", "max_iters", "batch_size"):

@@ -43,7 +43,7 @@ from .diagnostics import constant_answer_graphs
 from .data import SCORED_FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, Vocab, generate_dataset, input_depth, teacher_states
 from .errors import ConfigError
 from .evaluate_cot import CoTEvaluator
-from .model import RecurrentTransformer
+from .model import RecurrentTransformer, length_scaling_context
 from .profiling import nvtx_range
 from .recurrence import decode, reset_dead_factors
 
@@ -98,7 +98,8 @@ class Evaluator:
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._evaluate(dataset, progress)
+            with length_scaling_context(self.model, self.settings.length_scaling):
+                return self._evaluate(dataset, progress)
         finally:
             self.model.train(was_training)
 
@@ -134,6 +135,7 @@ class Evaluator:
                 progress.update(len(batch))
         result = acc.result()
         result["policy"] = "feedforward" if self.feedforward else self.settings.policy
+        result["length_scaling"] = self.settings.length_scaling
         result["graph_depth"] = {
             "min": int(sample_depth.min()),
             "mean": float(sample_depth.float().mean()),

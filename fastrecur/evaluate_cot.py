@@ -25,7 +25,7 @@ from .data import GraphDataset
 from .data.cot import TOKEN_CLASSES, CoTVocab, cot_sequences
 from .errors import ConfigError
 from .generation import greedy_generate
-from .model import CoTTransformer
+from .model import CoTTransformer, length_scaling_context
 
 
 class CoTEvaluator:
@@ -58,7 +58,8 @@ class CoTEvaluator:
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._evaluate(dataset, cot_vocab, progress)
+            with length_scaling_context(self.model, self.settings.length_scaling):
+                return self._evaluate(dataset, cot_vocab, progress)
         finally:
             self.model.train(was_training)
 

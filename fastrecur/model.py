@@ -23,6 +23,7 @@ The model imports only the kernel library's torch-only reference module, never a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Protocol
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastrecur_kernels.reference import attention_scale, relpos_attention_reference
+from fastrecur_kernels.reference import attention_scale, relpos_attention_reference, scale_by_length
 
 from .errors import ConfigError
 from .profiling import nvtx_range
@@ -42,9 +43,10 @@ POSITIONS = ("relative", "rope")
 
 
 class AttentionFn(Protocol):
-    """``attn(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p) -> o``: q, k, v
-    ``[B, H, L, d]``, the projected position tables ``[W, H, d]`` (or None for a switched-off term),
-    ``o`` ``[B, H, L, d]`` (``fastrecur_kernels.reference`` defines the math)."""
+    """``attn(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p, length_scale_from) -> o``:
+    q, k, v ``[B, H, L, d]``, the projected position tables ``[W, H, d]`` (or None for a switched-off
+    term), ``o`` ``[B, H, L, d]``; ``length_scale_from`` > 0: log-length scaling, evaluation only
+    (``fastrecur_kernels.reference`` defines the math)."""
 
     def __call__(
         self,
@@ -58,6 +60,7 @@ class AttentionFn(Protocol):
         shift: int,
         causal: bool,
         dropout_p: float,
+        length_scale_from: int = 0,
     ) -> torch.Tensor: ...
 
 
@@ -215,7 +218,9 @@ class KVCache:
         return self.buffer[layer, 0, :, :, :end], self.buffer[layer, 1, :, :, :end]
 
 
-def cached_attention(q, k, v, pos_k, pos_q, *, window: int, shift: int, causal: bool, rope: bool) -> torch.Tensor:
+def cached_attention(
+    q, k, v, pos_k, pos_q, *, window: int, shift: int, causal: bool, rope: bool, length_scale_from: int = 0
+) -> torch.Tensor:
     """Attention of the last ``Lq`` positions (``q`` ``[B, H, Lq, d]``) to all ``Lk`` keys so far:
     the uncached math (``relpos_attention_reference`` or RoPE's plain scaled dot product) with the
     queries offset by ``Lk − Lq``. Eval only (no dropout)."""
@@ -231,6 +236,7 @@ def cached_attention(q, k, v, pos_k, pos_q, *, window: int, shift: int, causal: 
         if pos_q is not None:  # p2c
             scores = scores + torch.gather(torch.einsum("bhjd,whd->bhwj", k, pos_q), 2, bucket)
     scores = scores * attention_scale(d, pos_k, pos_q)  # 1/sqrt(d) under RoPE: no position terms
+    scores = scale_by_length(scores, length_scale_from, first_query=Lk - Lq)
     if causal:
         scores = scores.masked_fill(j > i, float("-inf"))
     probs = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(q.dtype)
@@ -259,6 +265,7 @@ class RelativePositionAttention(nn.Module):
         self.relpos_q_proj = nn.Linear(E, D, bias=cfg.bias) if relative and cfg.relpos_p2c else None
         self.pos_dropout = nn.Dropout(cfg.attn_dropout)
         self.attention_fn: AttentionFn = relpos_attention_reference
+        self.length_scale_from = 0  # log-length scaling, an evaluation setting (EncoderModel.length_scaling)
 
     def forward(self, x: torch.Tensor, pos_table: Optional[torch.Tensor], cache: Optional[KVCache] = None) -> torch.Tensor:
         B, L, D = x.shape
@@ -280,8 +287,13 @@ class RelativePositionAttention(nn.Module):
             dropout_p = self.attn_dropout if self.training else 0.0
             if cache is not None:
                 k, v = cache.update(self.layer_index, k, v)
-                o = cached_attention(q, k, v, pos_k, pos_q, window=self.window, shift=self.shift, causal=self.causal, rope=self.rope)
+                o = cached_attention(
+                    q, k, v, pos_k, pos_q, window=self.window, shift=self.shift, causal=self.causal, rope=self.rope,
+                    length_scale_from=self.length_scale_from,
+                )  # fmt: skip
             elif self.rope:
+                if self.length_scale_from:
+                    raise ValueError("log-length scaling is implemented for relative positions, not RoPE")
                 o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=self.causal)
             else:
                 o = self.attention_fn(
@@ -294,6 +306,7 @@ class RelativePositionAttention(nn.Module):
                     shift=self.shift,
                     causal=self.causal,
                     dropout_p=dropout_p,
+                    length_scale_from=self.length_scale_from,
                 )
             return self.o_proj(o.transpose(1, 2).reshape(B, L, D))
 
@@ -358,8 +371,34 @@ class EncoderModel(nn.Module):
             block.attn.attention_fn = attention_fn
         return self
 
+    @contextlib.contextmanager
+    def length_scaling(self, length_scale_from: int):
+        """Within the context, every layer's attention uses log-length scaling from ``length_scale_from``
+        (L0; 0 = off): query i's logits × max(1, ln(i+1)/ln L0) (``fastrecur_kernels.reference``).
+        An evaluation setting, not a weight: with L0 ≥ the longest training sequence the model is
+        unchanged on training-length inputs and only sharpens the attention of longer ones."""
+        layers = [block.attn for block in self.transformer.blocks.values()]
+        previous = [layer.length_scale_from for layer in layers]
+        for layer in layers:
+            layer.length_scale_from = int(length_scale_from)
+        try:
+            yield self
+        finally:
+            for layer, value in zip(layers, previous):
+                layer.length_scale_from = value
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def length_scaling_context(model, length_scale_from: int):
+    """The context an evaluator runs ``model`` in: ``model.length_scaling(L0)`` when asked for
+    (L0 > 0), else nothing. A model with no attention layers to scale (a test stand-in) refuses L0 > 0."""
+    if not length_scale_from:
+        return contextlib.nullcontext(model)
+    if not isinstance(model, EncoderModel):
+        raise ConfigError(f"eval.length_scaling needs a fastrecur model with attention layers, not {type(model).__name__}")
+    return model.length_scaling(length_scale_from)
 
 
 class RecurrentTransformer(EncoderModel):

@@ -51,13 +51,13 @@ def _no_tensor(like: Tensor) -> Tensor:
 @torch.library.custom_op("fastrecur::relpos_attention", mutates_args=())
 def _attention_op(
     q: Tensor, k: Tensor, v: Tensor, pos_k: Optional[Tensor], pos_q: Optional[Tensor],
-    window: int, shift: int, causal: bool, dropout_p: float, seed: Tensor,
+    window: int, shift: int, causal: bool, dropout_p: float, seed: Tensor, length_scale_from: int = 0,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
-    return _attention._forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, int(seed))
+    return _attention._forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, int(seed), length_scale_from)
 
 
 @_attention_op.register_fake
-def _(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed):
+def _(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed, length_scale_from=0):
     B, H, L, _ = q.shape
     return torch.empty_like(q), q.new_empty((B * H, L), dtype=torch.float32)
 
@@ -81,17 +81,20 @@ def _(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, seed)
 
 
 def _attention_setup(ctx, inputs, output):
-    q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed = inputs
+    q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed, length_scale_from = inputs
     o, lse = output
     ctx.save_for_backward(q, k, v, pos_k, pos_q, o, lse, seed)
     ctx.args = (window, shift, causal, dropout_p)
+    ctx.length_scale_from = length_scale_from
 
 
 def _attention_backward(ctx, grad_o, grad_lse):
+    if ctx.length_scale_from:  # relpos_attention refuses this first; a direct caller of the op lands here
+        raise RuntimeError("relpos_attention: log-length scaling (length_scale_from > 0) has no backward kernel")
     q, k, v, pos_k, pos_q, o, lse, seed = ctx.saved_tensors
     do = _attention._last_dim_contiguous(grad_o)
     dq, dk, dv, dpk, dpq = _attention_backward_op(do, q, k, v, pos_k, pos_q, o, lse, *ctx.args, seed)
-    return dq, dk, dv, dpk if pos_k is not None else None, dpq if pos_q is not None else None, None, None, None, None, None
+    return dq, dk, dv, dpk if pos_k is not None else None, dpq if pos_q is not None else None, None, None, None, None, None, None
 
 
 torch.library.register_autograd("fastrecur::relpos_attention", _attention_backward, setup_context=_attention_setup)
@@ -100,6 +103,7 @@ torch.library.register_autograd("fastrecur::relpos_attention", _attention_backwa
 def relpos_attention(
     q: Tensor, k: Tensor, v: Tensor, pos_k: Optional[Tensor], pos_q: Optional[Tensor], *,
     window: int = 64, shift: int = 0, causal: bool = True, dropout_p: float = 0.0, seed: Optional[int] = None,
+    length_scale_from: int = 0,
 ) -> Tensor:  # fmt: skip
     """Fused attention with relative positions (``relpos_attention.py``); differentiable in all five inputs.
 
@@ -109,11 +113,17 @@ def relpos_attention(
     in the input dtype. With ``dropout_p > 0`` the mask is drawn from ``seed`` (62 bits used;
     None = a fresh seed from torch's default CPU generator, so ``torch.manual_seed`` makes runs
     repeatable without a device sync); ``relpos_attention.dropout_keep_mask`` reproduces it.
+    ``length_scale_from`` = L0 > 0 turns on log-length scaling (``reference.length_scales``), for
+    evaluation only: it has no backward kernel, so inputs that require grad are refused.
     """
-    _attention._check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p)
+    _attention._check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p, length_scale_from)
+    if length_scale_from and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, pos_k, pos_q)):
+        raise ValueError("length_scale_from > 0 is for evaluation (no backward kernel): call under torch.no_grad()")
     q, k, v = (_attention._last_dim_contiguous(t) for t in (q, k, v))
     pos_k, pos_q = (t if t is None else _attention._last_dim_contiguous(t) for t in (pos_k, pos_q))
-    o, _ = _attention_op(q, k, v, pos_k, pos_q, int(window), int(shift), bool(causal), float(dropout_p), _seed_tensor(seed))
+    o, _ = _attention_op(
+        q, k, v, pos_k, pos_q, int(window), int(shift), bool(causal), float(dropout_p), _seed_tensor(seed), int(length_scale_from)
+    )
     return o
 
 

@@ -33,7 +33,7 @@ Tensor = torch.Tensor
 #
 # Every attention implementation has this signature:
 #
-#     attn(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p) -> o
+#     attn(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p, length_scale_from=0) -> o
 #
 # q, k, v: [B, H, L, d]; pos_k = K^r (the position table projected for the c2p term) and
 # pos_q = Q^r (p2c term): [W, H, d], or None when that term is off; o: [B, H, L, d] in q's dtype.
@@ -44,6 +44,13 @@ Tensor = torch.Tensor
 #
 # with S(i, j) = −inf for j > i when causal. The p2c term indexes the table with the same bucket as
 # c2p (the authors' choice, unlike the original DeBERTa).
+#
+# Log-length scaling (an evaluation-time option, off by default; not in the authors' model): with
+# length_scale_from = L0 > 0, row i of S is multiplied by τ_i = max(1, ln(i+1) / ln L0). A query that
+# sees more keys than L0 gets proportionally sharper logits, so its softmax does not flatten as the
+# number of competing keys grows (the "log n" scaling of Chiang & Cholak 2022, Su 2021's
+# entropy-invariant scale); queries at positions < L0 are unchanged. With L0 ≥ the longest training
+# sequence, a model sees exactly its trained attention on training-length inputs.
 
 
 def relative_buckets(len_q: int, len_k: int, window: int, shift: int, device=None) -> Tensor:
@@ -54,15 +61,38 @@ def relative_buckets(len_q: int, len_k: int, window: int, shift: int, device=Non
     return (j - i).clamp(lo, shift) - lo
 
 
+def length_scales(
+    length: int, length_scale_from: int, *, device=None, first_query: int = 0, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """``τ_i = max(1, ln(i+1) / ln L0)`` for the queries ``first_query ≤ i < length`` (``[length −
+    first_query]``); all ones when ``length_scale_from`` (L0) is 0 (off)."""
+    i = torch.arange(first_query, length, device=device, dtype=dtype)
+    if not length_scale_from:
+        return torch.ones_like(i)
+    return (torch.log1p(i) / math.log(length_scale_from)).clamp_min(1.0)
+
+
+def scale_by_length(scores: Tensor, length_scale_from: int, *, first_query: int = 0) -> Tensor:
+    """``scores`` ``[..., Lq, Lk]`` (query rows ``first_query …``, in at least float32) with row i ×
+    ``τ_i`` (``length_scales``); returned unchanged when ``length_scale_from`` is 0."""
+    if not length_scale_from:
+        return scores
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    tau = length_scales(first_query + scores.shape[-2], length_scale_from, device=scores.device, first_query=first_query, dtype=dtype)
+    return scores.to(dtype) * tau[:, None]
+
+
 def attention_scale(head_dim: int, pos_k: Optional[Tensor], pos_q: Optional[Tensor]) -> float:
     """``(c·d)^(-1/2)`` with ``c = 1 + number of enabled position terms``."""
     num_terms = 1 + (pos_k is not None) + (pos_q is not None)
     return 1.0 / math.sqrt(num_terms * head_dim)
 
 
-def check_attention_inputs(q, k, v, pos_k, pos_q, window: int, shift: int) -> None:
+def check_attention_inputs(q, k, v, pos_k, pos_q, window: int, shift: int, length_scale_from: int = 0) -> None:
     """Raise a clear ValueError when the arguments do not fit the attention interface (``v`` may be
     None when only the probabilities are asked for)."""
+    if isinstance(length_scale_from, bool) or not isinstance(length_scale_from, int) or length_scale_from < 0 or length_scale_from == 1:
+        raise ValueError(f"length_scale_from must be 0 (off) or an int >= 2, got {length_scale_from!r}")
     for name, t in (("q", q), ("k", k), ("v", v), ("pos_k", pos_k), ("pos_q", pos_q)):
         if t is not None and not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -89,6 +119,7 @@ def relpos_attention_probs_reference(
     shift: int = 0,
     causal: bool = True,
     first_query: int = 0,
+    length_scale_from: int = 0,
 ) -> Tensor:
     """The attention probabilities ``softmax_j S(i, j)`` of the queries ``i ≥ first_query``:
     ``[B, H, L − first_query, L]``, in at least float32 (float64 stays float64).
@@ -96,7 +127,7 @@ def relpos_attention_probs_reference(
     ``relpos_attention_reference`` multiplies them by ``v``; interpretability tools read them
     directly, and ``first_query = L − 1`` gives the last query's row without the ``[B, H, L, L]`` rest.
     """
-    check_attention_inputs(q, k, None, pos_k, pos_q, window, shift)
+    check_attention_inputs(q, k, None, pos_k, pos_q, window, shift, length_scale_from)
     B, H, L, d = q.shape
     if not 0 <= first_query < max(L, 1):
         raise ValueError(f"first_query must be in [0, L) = [0, {L}), got {first_query}")
@@ -112,6 +143,7 @@ def relpos_attention_probs_reference(
         p2c = torch.einsum("bhjd,whd->bhwj", k, pos_q)  # [B, H, W, L(j)]
         scores = scores + torch.gather(p2c, 2, index)
     scores = scores * attention_scale(d, pos_k, pos_q)
+    scores = scale_by_length(scores, length_scale_from, first_query=first_query)
 
     if causal:
         future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)[first_query:]
@@ -132,6 +164,7 @@ def relpos_attention_reference(
     causal: bool = True,
     dropout_p: float = 0.0,
     dropout_mask: Optional[Tensor] = None,
+    length_scale_from: int = 0,
 ) -> Tensor:
     """Attention with every score materialized (``relpos_attention_probs_reference``); softmax in at
     least float32 (float64 stays float64), probabilities cast back to ``q``'s dtype.
@@ -139,8 +172,10 @@ def relpos_attention_reference(
     ``dropout_mask`` (bool ``[B, H, L, L]``, True = keep) replaces the random mask, so that a kernel
     with its own RNG can be checked exactly once it reveals its mask.
     """
-    check_attention_inputs(q, k, v, pos_k, pos_q, window, shift)
-    probs = relpos_attention_probs_reference(q, k, pos_k, pos_q, window=window, shift=shift, causal=causal)
+    check_attention_inputs(q, k, v, pos_k, pos_q, window, shift, length_scale_from)
+    probs = relpos_attention_probs_reference(
+        q, k, pos_k, pos_q, window=window, shift=shift, causal=causal, length_scale_from=length_scale_from
+    )
     probs = probs.to(q.dtype)
     if dropout_mask is not None:
         probs = probs * dropout_mask.to(probs.dtype) / (1.0 - dropout_p)

@@ -317,7 +317,8 @@ def _fwd_tiles(
     HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
     DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """Online-softmax update over the key tiles ``[start, end)`` of one query block."""
+    """Online-softmax update over the key tiles ``[start, end)`` of one query block (``qk_scale``:
+    ``[BLOCK_M]``, each row's softmax scale in the log2 domain)."""
     for start_n in range(start, end, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         k_t = _load_cols(K, offs_n, stride_kl, offs_d, L, HEAD_DIM)
@@ -327,7 +328,7 @@ def _fwd_tiles(
         z = _row_scores(z, k_t, c2p, far_row, qr_far, K, PQ, stride_kl, stride_pqw, start_m, offs_m, start_n, offs_n,
                         offs_d, L, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, BAND, CAUSAL, HAS_C2P, HAS_P2C,
                         DOT_PRECISION, DOT_UPCAST, BLOCK_M)  # fmt: skip
-        z = z * qk_scale  # log2 domain
+        z = z * qk_scale[:, None]  # log2 domain
         # m_new is finite: the first tile a row meets holds a valid key for it (far tiles are
         # unmasked, and a row's first band tile starts at or before the row).
         m_new = tl.maximum(m_i, tl.max(z, 1))
@@ -347,7 +348,7 @@ def _fwd_kernel(
     Q, K, V, PK, PQ, O, LSE,
     stride_qb, stride_qh, stride_ql, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_ob, stride_oh, stride_ol, stride_pkw, stride_pkh, stride_pqw, stride_pqh,
-    H, L, seed_lo, seed_hi, drop_threshold, qk_scale, out_scale,
+    H, L, seed_lo, seed_hi, drop_threshold, qk_scale, out_scale, inv_log_scale_from,
     HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
     SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, CAUSAL: tl.constexpr,
     HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -369,6 +370,9 @@ def _fwd_kernel(
     offs_d = tl.arange(0, D_PAD)
     offs_w = tl.arange(0, W_PAD)
     q = _load_rows(Q, offs_m, stride_ql, offs_d, L, HEAD_DIM)
+    # Log-length scaling (reference.length_scales): row i's scale × max(1, ln(i+1)/ln L0); off when
+    # inv_log_scale_from = 1/ln L0 is 0.
+    row_scale = qk_scale * tl.maximum(tl.log(offs_m.to(tl.float32) + 1.0) * inv_log_scale_from, 1.0)
 
     # Position terms of this query block: C = q·K^rᵀ for band tiles, q·K^r_f for far tiles.
     c2p = tl.zeros([BLOCK_M, W_PAD], tl.float32)
@@ -399,20 +403,20 @@ def _fwd_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     acc, l_i, m_i = _fwd_tiles(
         acc, l_i, m_i, q, c2p, row_low, qr_low, Q, K, V, PQ, stride_ql, stride_kl, stride_vl, stride_pqw,
-        start_m, offs_m, offs_d, 0, low_end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale,
+        start_m, offs_m, offs_d, 0, low_end, L, seed_lo, seed_hi, bh, drop_threshold, row_scale,
         HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, False, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
         DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     acc, l_i, m_i = _fwd_tiles(
         acc, l_i, m_i, q, c2p, row_low, qr_low, Q, K, V, PQ, stride_ql, stride_kl, stride_vl, stride_pqw,
-        start_m, offs_m, offs_d, low_end, band_end, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale,
+        start_m, offs_m, offs_d, low_end, band_end, L, seed_lo, seed_hi, bh, drop_threshold, row_scale,
         HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, True, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
         DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     if not CAUSAL:
         acc, l_i, m_i = _fwd_tiles(
             acc, l_i, m_i, q, c2p, row_top, qr_top, Q, K, V, PQ, stride_ql, stride_kl, stride_vl, stride_pqw,
-            start_m, offs_m, offs_d, band_end, L, L, seed_lo, seed_hi, bh, drop_threshold, qk_scale,
+            start_m, offs_m, offs_d, band_end, L, L, seed_lo, seed_hi, bh, drop_threshold, row_scale,
             HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, False, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT,
             DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
         )  # fmt: skip
@@ -836,7 +840,7 @@ def _meta(q, pos_k, pos_q, window, shift, causal, dropout_p) -> dict:
     )  # fmt: skip
 
 
-def _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed):
+def _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed, length_scale_from=0):
     B, H, L, d = q.shape
     meta = _meta(q, pos_k, pos_q, window, shift, causal, dropout_p)
     cfg = _config("fwd", meta["D_PAD"], meta["W_PAD"], q.dtype)
@@ -850,6 +854,7 @@ def _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed):
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
         *_strides(pos_k, 2), *_strides(pos_q, 2),
         H, L, seed_lo, seed_hi, _drop_threshold(dropout_p), scale * math.log2(math.e), 1.0 / (1.0 - dropout_p),
+        1.0 / math.log(length_scale_from) if length_scale_from else 0.0,
         **meta, **cfg,
     )  # fmt: skip
     return o, lse
@@ -900,14 +905,14 @@ def _backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p) -> None:
+def _check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p, length_scale_from=0) -> None:
     """What the kernels support, then the interface's shape rules (``check_attention_inputs``)."""
     if isinstance(q, torch.Tensor) and q.dim() == 4:  # any other q is named by the interface check
         if min(q.shape[:3]) < 1:
             raise ValueError(f"q must have B, H, L >= 1, got shape {tuple(q.shape)}")
         if q.shape[3] % 8 != 0 or not 8 <= q.shape[3] <= MAX_HEAD_DIM:
             raise ValueError(f"head dim must be a multiple of 8 in [8, {MAX_HEAD_DIM}], got {q.shape[3]}")
-    check_attention_inputs(q, k, v, pos_k, pos_q, window, shift)
+    check_attention_inputs(q, k, v, pos_k, pos_q, window, shift, length_scale_from)
     L = q.shape[2]
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
@@ -992,7 +997,7 @@ def sm90_compile_cases() -> list:
     """Every launch of ``launched_variants`` as the launcher configures it (``_config``), with both
     position terms; and the dropout-mask kernel."""
     kernels = {  # kernel: (jit function, pointer arguments, fp32 scalar arguments)
-        "fwd": (_fwd_kernel, ("Q", "K", "V", "PK", "PQ", "O", "LSE"), {"qk_scale", "out_scale"}),
+        "fwd": (_fwd_kernel, ("Q", "K", "V", "PK", "PQ", "O", "LSE"), {"qk_scale", "out_scale", "inv_log_scale_from"}),
         "dq": (_bwd_dq_kernel, ("Q", "K", "V", "PK", "PQ", "O", "DO", "LSE", "DELTA", "DQ", "DPK_PART"),
                {"qk_scale", "sm_scale", "drop_scale"}),
         "dkdv": (_bwd_dkdv_kernel, ("Q", "K", "V", "PK", "PQ", "DO", "LSE", "DELTA", "DK", "DV", "DPQ_PART"),

@@ -5,10 +5,15 @@ import math
 import pytest
 import torch
 
-from fastrecur_kernels.reference import relative_buckets, relpos_attention_probs_reference, relpos_attention_reference
+from fastrecur_kernels.reference import (
+    length_scales,
+    relative_buckets,
+    relpos_attention_probs_reference,
+    relpos_attention_reference,
+)
 
 
-def loop_attention(q, k, v, pos_k, pos_q, window, shift, causal):
+def loop_attention(q, k, v, pos_k, pos_q, window, shift, causal, length_scale_from=0):
     """docs/method.md §2.3 written out one score at a time, sharing no code with the reference."""
     B, H, L, d = q.shape
     terms = 1 + (pos_k is not None) + (pos_q is not None)
@@ -27,7 +32,8 @@ def loop_attention(q, k, v, pos_k, pos_q, window, shift, causal):
                         s += float(q[b, h, i] @ pos_k[r, h])
                     if pos_q is not None:
                         s += float(k[b, h, j] @ pos_q[r, h])
-                    scores.append(s / math.sqrt(terms * d))
+                    tau = max(1.0, math.log(i + 1) / math.log(length_scale_from)) if length_scale_from else 1.0
+                    scores.append(tau * s / math.sqrt(terms * d))
                 m = max(scores)
                 w = [math.exp(s - m) for s in scores]
                 z = sum(w)
@@ -90,3 +96,32 @@ def test_shape_errors():
         relpos_attention_reference(q, q, q, torch.randn(3, 2, 8), None, window=4)
     with pytest.raises(ValueError, match="shift"):
         relpos_attention_reference(q, q, q, None, None, window=4, shift=4)
+
+
+@pytest.mark.parametrize("causal,shift", [(True, 0), (False, 2)])
+def test_length_scaling_matches_loop(causal, shift):
+    """Log-length scaling: row i of the scores × max(1, ln(i+1)/ln L0), here from L0 = 3 of 11 rows."""
+    g = torch.Generator().manual_seed(11)
+    B, H, L, d, W = 2, 2, 11, 8, 4
+    q, k, v = (torch.randn(B, H, L, d, generator=g, dtype=torch.float64) for _ in range(3))
+    pos_k, pos_q = (torch.randn(W, H, d, generator=g, dtype=torch.float64) for _ in range(2))
+    got = relpos_attention_reference(q, k, v, pos_k, pos_q, window=W, shift=shift, causal=causal, length_scale_from=3)
+    want = loop_attention(q, k, v, pos_k, pos_q, W, shift, causal, length_scale_from=3)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    plain = relpos_attention_reference(q, k, v, pos_k, pos_q, window=W, shift=shift, causal=causal)
+    assert (got - plain)[:, :, 3:].abs().max() > 1e-3  # rows from L0 on do change…
+    # …rows before L0 do not: their multiplier is 1 (ln(i+1) ≤ ln L0)
+    torch.testing.assert_close(got[:, :, :2] if not causal else got[:, :, :3], (plain[:, :, :2] if not causal else plain[:, :, :3]))
+    # a suffix of query rows sees the same multipliers as the full matrix
+    probs = relpos_attention_probs_reference(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal, length_scale_from=3)
+    tail = relpos_attention_probs_reference(q, k, pos_k, pos_q, window=W, shift=shift, causal=causal, first_query=7, length_scale_from=3)
+    torch.testing.assert_close(tail, probs[:, :, 7:])
+
+
+def test_length_scales_values_and_errors():
+    torch.testing.assert_close(length_scales(4, 0), torch.ones(4))
+    torch.testing.assert_close(length_scales(5, 2), torch.tensor([1.0, 1.0, math.log(3) / math.log(2), 2.0, math.log(5) / math.log(2)]))
+    q = torch.randn(1, 1, 4, 8)
+    for bad in (1, -2, 2.5, True):
+        with pytest.raises(ValueError, match="length_scale_from"):
+            relpos_attention_reference(q, q, q, None, None, window=4, length_scale_from=bad)

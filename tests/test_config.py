@@ -153,6 +153,7 @@ def test_overrides_apply():
         ("train.corruption.token_prob=1.5", "train.corruption.token_prob=1.5 is invalid: a probability in [0, 1]"),
         ("train.bogus=1", "train: unknown key(s) ['bogus']"),
         ("eval.policy=oracle", "eval.policy='oracle' is invalid"),
+        ("eval.length_scaling=1", "eval.length_scaling=1 is invalid: 0 (off) or a sequence length >= 2"),
         ("model.num_heads=5", "model.num_heads=5 is invalid"),
         ("steps", "use section.key=value"),
     ],

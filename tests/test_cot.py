@@ -119,6 +119,18 @@ def test_cached_forward_equals_the_full_forward(positions, cot_batch):
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
+def test_cached_forward_equals_the_full_forward_under_length_scaling(cot_batch):
+    """The KV-cache path applies log-length scaling at each query's absolute position, as the full pass."""
+    model = cot_model("relative")
+    tokens = cot_batch.tokens
+    with model.length_scaling(8):
+        full = model(tokens)
+        cache = model.new_cache(tokens.shape[0], tokens.shape[1])
+        pieces = [model(tokens[:, a:b], cache) for a, b in ((0, 9), (9, 10), (10, 30), (30, tokens.shape[1]))]
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert (full - model(tokens)).abs().max() > 1e-4  # and it did scale
+
+
 @pytest.mark.parametrize("positions", ["rope", "relative"])
 def test_cached_greedy_generation_equals_uncached_token_for_token(positions, cot_batch):
     model = cot_model(positions)

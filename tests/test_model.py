@@ -130,6 +130,27 @@ def test_attention_backend_is_swappable():
         torch.testing.assert_close(a, b)
 
 
+def test_length_scaling_changes_only_positions_from_L0_and_is_restored():
+    """Log-length scaling (evaluation): under causal attention, positions before L0 see no change in
+    any layer; later ones do; the context restores the faithful model; RoPE refuses it."""
+    cfg = ModelConfig(**TINY)
+    model = RecurrentTransformer(cfg).eval()
+    tokens = random_tokens(cfg, 2, 12, seed=5)
+    with torch.no_grad():
+        before = torch.cat(model(tokens), dim=-1)
+        with model.length_scaling(12):  # ln(i+1)/ln 12 ≤ 1 for every i < 12: identity
+            torch.testing.assert_close(torch.cat(model(tokens), dim=-1), before)
+        with model.length_scaling(4):
+            scaled = torch.cat(model(tokens), dim=-1)
+        after = torch.cat(model(tokens), dim=-1)
+    torch.testing.assert_close(scaled[:, :4], before[:, :4])
+    assert (scaled[:, 4:] - before[:, 4:]).abs().max() > 1e-4
+    torch.testing.assert_close(after, before)
+    rope = RecurrentTransformer(ModelConfig(**TINY, positions="rope")).eval()
+    with pytest.raises(ValueError, match="RoPE"), torch.no_grad(), rope.length_scaling(4):
+        rope(tokens)
+
+
 def test_dropout_only_in_training():
     cfg = ModelConfig(**TINY)
     model = RecurrentTransformer(cfg)

@@ -57,8 +57,11 @@ class TritonBackend(Backend):
         self.ops = _import_ops(device)
         self.attention = self._attention
 
-    def _attention(self, q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p):
-        return self.ops.relpos_attention(q, k, v, pos_k, pos_q, window=window, shift=shift, causal=causal, dropout_p=dropout_p)
+    def _attention(self, q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p, length_scale_from=0):
+        return self.ops.relpos_attention(
+            q, k, v, pos_k, pos_q, window=window, shift=shift, causal=causal, dropout_p=dropout_p,
+            length_scale_from=length_scale_from,
+        )  # fmt: skip
 
     def teacher_batch(
         self, tokens, labels, depth, num_iters, *, corrupt, strategy, token_prob, value_vocab_size, generator

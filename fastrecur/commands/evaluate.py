@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .options import add_backend_options, add_nvtx_option, enable_nvtx_if_asked
+from .options import add_backend_options, add_length_scaling_option, add_nvtx_option, enable_nvtx_if_asked, length_scaling_from
 
 NAME = "eval"
 HELP = "closed-loop evaluation of a checkpoint on one dataset"
@@ -20,6 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--policy", choices=["depth+2", "fixed", "fixed-point"], help="iteration policy")
     parser.add_argument("--iters", type=int, help="iterations for --policy fixed, or the cap for fixed-point")
     parser.add_argument("--batch-size", type=int)
+    add_length_scaling_option(parser)
     add_backend_options(parser)
     parser.add_argument("--out", metavar="JSON", help="write the full result here")
 
@@ -37,7 +38,7 @@ def run(args) -> int:
 
     device = resolve_device(args.device)
     model, cfg = model_from_checkpoint(args.checkpoint, device)
-    settings = _eval_settings(cfg.eval, args)
+    settings = _eval_settings(cfg, args)
     if args.data:
         vocab = args.vocab or os.path.join(os.path.dirname(os.path.abspath(args.data)), "vocab.json")
         dataset = load_upstream_dataset(args.data, vocab)
@@ -50,7 +51,8 @@ def run(args) -> int:
     result = make_evaluator(model, cfg, device, backend, settings).evaluate(dataset)
     steps = result.get("iterations") or result["generated_tokens"]
     print(
-        f"{result['num_graphs']} graphs, depth ≤ {result['graph_depth']['max']}, policy {result['policy']}: "
+        f"{result['num_graphs']} graphs, depth ≤ {result['graph_depth']['max']}, policy {result['policy']}"
+        f"{', length scaling from ' + str(settings.length_scaling) if settings.length_scaling else ''}: "
         f"completely solved {percent(result['fully_solved'])}, node values {percent(result['value_acc'])}, "
         f"{'iterations' if 'iterations' in result else 'generated tokens'} {steps['mean']:.1f} (max {steps['max']})"
     )
@@ -59,10 +61,13 @@ def run(args) -> int:
     return 0
 
 
-def _eval_settings(base, args):
+def _eval_settings(cfg, args):
     import dataclasses
 
+    base = cfg.eval
     changes = {}
+    if args.length_scaling is not None:
+        changes["length_scaling"] = length_scaling_from(args.length_scaling, cfg)
     if args.policy:
         changes["policy"] = args.policy
     if args.iters:

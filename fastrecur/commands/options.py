@@ -25,6 +25,32 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
 
 
+def add_length_scaling_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--length-scaling",
+        metavar="L0|auto",
+        help="log-length attention scaling from L0 tokens on (query i's logits × max(1, ln(i+1)/ln L0); "
+        "not in the authors' model, evaluation only); 'auto': the longest training sequence (data.train.max_length)",
+    )
+
+
+def length_scaling_from(text: str, cfg) -> int:
+    """``--length-scaling``'s value for a run of config ``cfg``: an int, or ``auto`` =
+    ``data.train.max_length`` (the model is then unchanged on training-length inputs)."""
+    if text == "auto":
+        length = (cfg.data.train or {}).get("max_length")
+        if not length:
+            raise ConfigError("--length-scaling auto needs the checkpoint's data.train.max_length; give L0 as a number")
+        return int(length)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--length-scaling {text!r}: expected a sequence length >= 2, 0 (off) or auto") from None
+    if value < 0 or value == 1:
+        raise ConfigError(f"--length-scaling {text!r}: expected a sequence length >= 2, 0 (off) or auto")
+    return value
+
+
 def parse_sizes(text: str, option: str) -> list[int]:
     """``"8:128:8,256"`` → ``[8, 16, …, 128, 256]``: comma-separated single sizes and
     ``START:STOP:STEP`` ranges (STOP included); duplicates dropped, order kept. ``option`` names

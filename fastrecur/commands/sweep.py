@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .options import add_backend_options, add_nvtx_option, enable_nvtx_if_asked, parse_sizes
+from .options import (
+    add_backend_options,
+    add_length_scaling_option,
+    add_nvtx_option,
+    enable_nvtx_if_asked,
+    length_scaling_from,
+    parse_sizes,
+)
 
 NAME = "sweep"
 HELP = "OOD sweep: accuracy against graph size, written as JSON, CSV and plots"
@@ -15,6 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-graphs", type=int, help="graphs per size (default 1,024)")
     parser.add_argument("--data-dir", help="read testdata_N{n}.pt + vocab.json from here instead of generating")
     parser.add_argument("--policy", choices=["depth+2", "fixed", "fixed-point"])
+    add_length_scaling_option(parser)
     add_backend_options(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: beside the checkpoint; runs/NAME/sweep for a shipped model)")
     parser.add_argument("--no-progress", action="store_true")
@@ -38,6 +46,8 @@ def run(args) -> int:
         cfg.sweep.data_dir = args.data_dir
     if args.policy:
         cfg.eval.policy = args.policy
+    if args.length_scaling is not None:
+        cfg.eval.length_scaling = length_scaling_from(args.length_scaling, cfg)
     cfg.validate()
     backend = resolve_backend(args.backend, device)
     results = run_sweep(model, cfg, device, backend, show_progress=not args.no_progress)
@@ -49,6 +59,8 @@ def run(args) -> int:
     else:
         out_dir = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "sweep")
     paths = write_sweep(results, out_dir, train_size)
+    if cfg.eval.length_scaling:
+        print(f"log-length attention scaling from L0 = {cfg.eval.length_scaling} tokens (not in the authors' model)")
     print(format_table(results, train_size))
     print(f"results: {paths['json']}  {paths['csv']}\nplots:   {paths['plot_size']}  {paths['plot_iters']}")
     return 0

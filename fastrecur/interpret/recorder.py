@@ -105,17 +105,21 @@ def _keep_output(record: LayerRecord):
 
 
 def _recording_attention(original, record: LayerRecord, keep_probs: Optional[str]):
-    def attention(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p):
+    def attention(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p, length_scale_from=0):
         if dropout_p:
             raise RuntimeError("recording needs model.eval(): attention dropout is on")
-        out = original(q, k, v, pos_k, pos_q, window=window, shift=shift, causal=causal, dropout_p=dropout_p)
+        out = original(
+            q, k, v, pos_k, pos_q, window=window, shift=shift, causal=causal, dropout_p=dropout_p,
+            length_scale_from=length_scale_from,
+        )  # fmt: skip
         record.head_outputs = out.detach()
         if keep_probs is not None:
             first = q.shape[2] - 1 if keep_probs == "last" else 0
             with torch.no_grad():
                 record.probs = relpos_attention_probs_reference(
-                    q, k, pos_k, pos_q, window=window, shift=shift, causal=causal, first_query=first
-                )
+                    q, k, pos_k, pos_q, window=window, shift=shift, causal=causal, first_query=first,
+                    length_scale_from=length_scale_from,
+                )  # fmt: skip
         return out
 
     return attention

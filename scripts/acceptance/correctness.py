@@ -101,6 +101,22 @@ def attention_check(shape, dtype_name: str, dropout_p: float, sizes: Sizes, devi
     return verdict(checks, shape=dict(B=B, H=H, L=L, d=d, window=W), dtype=dtype_name, dropout_p=dropout_p, reference_chunk=chunk)
 
 
+def length_scaling_check(shape, dtype_name: str, device) -> dict:
+    """The evaluation-only log-length scaling (forward, no gradient) from L0 = L/4 against float64."""
+    B, H, L, d, W = shape
+    dtype, L0 = DTYPES[dtype_name], max(2, L // 4)
+    inputs, _ = _attention_inputs(B, H, L, d, W, dtype, device, seed=L + 11)
+    with torch.no_grad(), poisoned_allocations():
+        got = ops.relpos_attention(*inputs, window=W, length_scale_from=L0)
+        want = torch.cat([
+            relpos_attention_reference(*(t[b : b + 1].double() for t in inputs[:3]), *(t.double() for t in inputs[3:]),
+                                       window=W, length_scale_from=L0)
+            for b in range(B)
+        ])  # fmt: skip
+    tol = FP32_TOL if dtype == torch.float32 else 2e-2
+    return verdict([check("out", got, want, tol)], shape=dict(B=B, H=H, L=L, d=d, window=W), dtype=dtype_name, length_scale_from=L0)
+
+
 # --------------------------------------------------------------------------------------------------
 # The three fused ops around attention
 # --------------------------------------------------------------------------------------------------
@@ -197,6 +213,9 @@ def kernel_items(sizes: Sizes, device) -> list[Item]:
     first = next(iter(sizes.attention.values()))
     items.append(Item(f"attention {next(iter(sizes.attention))} bf16 dropout 0.1",
                       lambda: attention_check(first, "bf16", 0.1, sizes, device)))  # fmt: skip
+    for dtype in DTYPES:
+        items.append(Item(f"attention {next(iter(sizes.attention))} {dtype} length scaling (forward)",
+                          lambda t=dtype: length_scaling_check(first, t, device)))  # fmt: skip
     for dtype in DTYPES:
         items.append(Item(f"bottleneck {dtype}", lambda t=dtype: bottleneck_check(t, sizes, device)))
         items.append(Item(f"factor loss {dtype}", lambda t=dtype: factor_loss_check(t, sizes, device)))

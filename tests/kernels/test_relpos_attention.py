@@ -115,6 +115,30 @@ def test_noncontiguous_inputs(device):
     assert_matches([out] + [t.grad for t in inputs], [ref] + [t.grad for t in oracle_in], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["base", "L>>W", "bidirectional-shift", "p2c-only"])
+def test_length_scaling_forward_matches_oracle(name, device):
+    """Log-length scaling (evaluation only): each row's scale × max(1, ln(i+1)/ln L0) inside the kernel."""
+    B, H, L, d, window, shift, causal, c2p, p2c = CASES[name]
+    inputs, _ = make_inputs(B, H, L, d, window, device, c2p=c2p, p2c=p2c, seed=5 + len(name))
+    kw = dict(window=window, shift=shift, causal=causal, length_scale_from=6)
+    with torch.no_grad():
+        out = relpos_attention(*[None if t is None else t.to(device, torch.float32) for t in inputs], **kw)
+    want = relpos_attention_reference(*inputs, **kw)
+    assert_matches([out], [want], atol=1e-4, rtol=1e-4)
+    plain = relpos_attention_reference(*inputs, window=window, shift=shift, causal=causal)
+    assert (want - plain).abs().max() > 1e-2  # the scaling changes the rows it should
+
+
+def test_length_scaling_refuses_gradients(device):
+    inputs, _ = make_inputs(1, 1, 12, 8, 4, device)
+    kernel_in = leaves(inputs, torch.float32, device)
+    with pytest.raises(ValueError, match="evaluation"):
+        relpos_attention(*kernel_in, window=4, length_scale_from=4)
+    with pytest.raises(ValueError, match="length_scale_from"):
+        with torch.no_grad():
+            relpos_attention(*kernel_in, window=4, length_scale_from=1)
+
+
 # --------------------------------------------------------------------------------------------------
 # Dropout
 # --------------------------------------------------------------------------------------------------
