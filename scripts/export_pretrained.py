@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         "config": cfg,
     }
     keep = ("num_nodes", "num_graphs", "fully_solved", "fully_solved_nontrivial", "constant_answer_floor", "value_acc",
-            "graph_depth", "iterations", "policy")
+            "graph_depth", "iterations", "policy", "length_scaling")
     for path in args.sweep:
         with open(path) as f:
             info.setdefault("sweep", []).extend({k: r[k] for k in keep if k in r} for r in json.load(f)["results"])

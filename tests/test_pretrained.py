@@ -40,3 +40,29 @@ def test_shipped_model_solves_its_training_distribution(name):
     # Its record says ≥ 99 % at the training size; 64 fresh graphs must not fall far below that.
     assert recorded and min(r["fully_solved"] for r in recorded) >= 0.99
     assert result["fully_solved"] >= 0.95
+
+
+def test_length_scaling_recovers_the_shipped_models_8x_size():
+    """The diagnosis of docs/learning.md §5, as a test that can fail: at 8× its training size the
+    shipped model loses whole graphs to attention diluted over ~300 keys; log-length scaling from its
+    training length (48) restores them. 32 graphs of 64 nodes; the record (512 graphs) is in
+    pretrained-cpu.json."""
+    from fastrecur.sweep import sweep_dataset
+
+    model, cfg = model_from_checkpoint("pretrained-cpu")
+    cfg.sweep.num_graphs = 32
+    graphs = sweep_dataset(cfg, 64)
+    scaled = Evaluator(model, EvalSettings(batch_size=32, length_scaling=48), torch.device("cpu")).evaluate(graphs)
+    assert scaled["length_scaling"] == 48 and scaled["fully_solved"] >= 0.875
+
+
+def test_eval_and_sweep_take_length_scaling_by_name(tmp_path, capsys):
+    from fastrecur.cli import main
+
+    assert main(["eval", "pretrained-cpu", "--nodes", "16", "--num-graphs", "8", "--length-scaling", "auto"]) == 0
+    assert "length scaling from 48:" in capsys.readouterr().out  # auto = data.train.max_length
+    args = ["sweep", "pretrained-cpu", "--sizes", "16", "--num-graphs", "8", "--no-progress", "--out", str(tmp_path)]
+    assert main([*args, "--length-scaling", "40"]) == 0
+    assert "scaling from L0 = 40 tokens" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "sweep.json"))["results"][0]["length_scaling"] == 40
+    assert main([*args, "--length-scaling", "x"]) == 2
