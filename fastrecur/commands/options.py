@@ -43,12 +43,9 @@ def length_scaling_from(text: str, cfg) -> int:
             raise ConfigError("--length-scaling auto needs the checkpoint's data.train.max_length; give L0 as a number")
         return int(length)
     try:
-        value = int(text)
+        return int(text)  # its range is checked with the rest of the config (EvalSettings.validate)
     except ValueError:
         raise ConfigError(f"--length-scaling {text!r}: expected a sequence length >= 2, 0 (off) or auto") from None
-    if value < 0 or value == 1:
-        raise ConfigError(f"--length-scaling {text!r}: expected a sequence length >= 2, 0 (off) or auto")
-    return value
 
 
 def parse_sizes(text: str, option: str) -> list[int]:
