@@ -33,7 +33,7 @@ from .safe_loading import NUMPY_ARRAYS, load_weights_only
 CHECKPOINT_NAME = "checkpoint.pt"
 # Models shipped inside the package (fastrecur/pretrained/, written by scripts/export_pretrained.py):
 # every command that takes a checkpoint also takes one of these names.
-PRETRAINED = ("pretrained-cpu",)
+PRETRAINED = ("pretrained-cpu", "pretrained-cpu-scaled")
 FORMAT = "fastrecur-checkpoint-v2"
 FORMAT_V1 = "fastrecur-checkpoint-v1"  # RNG state of numpy as numpy arrays; read, never written
 

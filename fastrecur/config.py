@@ -31,10 +31,10 @@ from .compat.configs import from_upstream_dir
 from .data.cot import COT_TYPES
 from .data.schedule import training_schedule
 from .errors import ConfigError
-from .model import ModelConfig
+from .model import ModelConfig, is_length_scale_from
 from .yaml_loading import load_yaml, read_yaml_mapping
 
-EMBEDDED_CONFIGS = ("paper", "tiny", "demo", "tiny-compare", "pretrained-cpu")
+EMBEDDED_CONFIGS = ("paper", "tiny", "demo", "tiny-compare", "pretrained-cpu", "pretrained-cpu-scaled")
 PADDING_MODES = ("trim", "faithful")
 EVAL_POLICIES = ("depth+2", "fixed", "fixed-point")
 BACKENDS = ("auto", "reference", "triton")
@@ -121,6 +121,10 @@ class TrainSettings:
     ckpt_every: int = 1000
     out_dir: str = "runs/run"
     time_limit_s: Optional[float] = None  # stop (and checkpoint) after this much training time
+    # Fine-tuning: start from the weights of this checkpoint or shipped model (optimizer, schedule,
+    # step and data stream start fresh). Its parameters must have this model's shapes; settings that
+    # hold no weights (dropout, model.length_scaling) may differ. Ignored on --resume.
+    init_from: Optional[str] = None
     # The paper's comparisons (docs/method.md §10). The method: discrete, per_iteration, D+1 iterations.
     latent: str = "discrete"  # discrete: decoded tokens fed back (the bottleneck); continuous: the hidden state
     supervision: str = "per_iteration"  # per_iteration: teacher states; final_state: the solved sequence only
@@ -156,6 +160,8 @@ class TrainSettings:
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"train.{key}={value!r} is invalid: a positive integer or null")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ConfigError(f"train.init_from={self.init_from!r} is invalid: a checkpoint path, a shipped model's name or null")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"train.device={self.device!r} is invalid: auto, cpu, cuda or cuda:N")
         self.corruption.validate()
@@ -169,14 +175,15 @@ class EvalSettings:
     max_iters: int = 64  # cap for fixed-point
     batch_size: int = 64
     cuda_graphs: bool = False  # replay each iteration as a CUDA graph (GPU only; shapes bucketed)
-    # Log-length attention scaling from L0 tokens on (0 = off, the authors' model): query i's logits
-    # × max(1, ln(i+1)/ln L0). Set L0 to the longest training sequence (data.train.max_length): the
-    # model is unchanged on training-length inputs (fastrecur_kernels.reference, docs/learning.md §5).
+    # Log-length attention scaling from L0 tokens on (0 = the model's own model.length_scaling, off in
+    # the authors' model): query i's logits × max(1, ln(i+1)/ln L0). For a model trained without it,
+    # set L0 to the longest training sequence (data.train.max_length): the model is unchanged on
+    # training-length inputs (fastrecur_kernels.reference, docs/learning.md §5).
     length_scaling: int = 0
 
     def validate(self) -> None:
         _choice("eval.policy", self.policy, EVAL_POLICIES)
-        if isinstance(self.length_scaling, bool) or not isinstance(self.length_scaling, int) or self.length_scaling < 0 or self.length_scaling == 1:
+        if not is_length_scale_from(self.length_scaling):
             raise ConfigError(f"eval.length_scaling={self.length_scaling!r} is invalid: 0 (off) or a sequence length >= 2")
         if self.extra_iters < 0:
             raise ConfigError(f"eval.extra_iters={self.extra_iters!r} is invalid: must be >= 0")

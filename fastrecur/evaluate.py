@@ -43,7 +43,7 @@ from .diagnostics import constant_answer_graphs
 from .data import SCORED_FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, Vocab, generate_dataset, input_depth, teacher_states
 from .errors import ConfigError
 from .evaluate_cot import CoTEvaluator
-from .model import RecurrentTransformer, length_scaling_context
+from .model import RecurrentTransformer, length_scale_in_effect, length_scaling_context
 from .profiling import nvtx_range
 from .recurrence import decode, reset_dead_factors
 
@@ -135,7 +135,7 @@ class Evaluator:
                 progress.update(len(batch))
         result = acc.result()
         result["policy"] = "feedforward" if self.feedforward else self.settings.policy
-        result["length_scaling"] = self.settings.length_scaling
+        result["length_scaling"] = length_scale_in_effect(self.model, self.settings.length_scaling)
         result["graph_depth"] = {
             "min": int(sample_depth.min()),
             "mean": float(sample_depth.float().mean()),

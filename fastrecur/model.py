@@ -45,7 +45,7 @@ POSITIONS = ("relative", "rope")
 class AttentionFn(Protocol):
     """``attn(q, k, v, pos_k, pos_q, *, window, shift, causal, dropout_p, length_scale_from) -> o``:
     q, k, v ``[B, H, L, d]``, the projected position tables ``[W, H, d]`` (or None for a switched-off
-    term), ``o`` ``[B, H, L, d]``; ``length_scale_from`` > 0: log-length scaling, evaluation only
+    term), ``o`` ``[B, H, L, d]``; ``length_scale_from`` > 0: log-length scaling
     (``fastrecur_kernels.reference`` defines the math)."""
 
     def __call__(
@@ -62,6 +62,11 @@ class AttentionFn(Protocol):
         dropout_p: float,
         length_scale_from: int = 0,
     ) -> torch.Tensor: ...
+
+
+def is_length_scale_from(value) -> bool:
+    """Whether ``value`` is a log-length scaling setting: 0 (off) or an integer L0 >= 2 (ln 1 = 0)."""
+    return isinstance(value, int) and not isinstance(value, bool) and (value == 0 or value >= 2)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,10 @@ class ModelConfig:
     architecture: str = "recurrent"  # recurrent | feedforward | cot (see the module docstring)
     positions: str = "relative"  # relative (DeBERTa-style) | rope (rotary, the authors' baselines)
     rope_base: float = 10000.0  # rotary angle of channel pair m at position t: t · base^(−2m/d)
+    # Log-length attention scaling trained in (not the authors'; 0 = off): query i's logits ×
+    # max(1, ln(i+1)/ln L0), so a longer input does not spread the attention of a lookup thinner
+    # (docs/learning.md §5). eval.length_scaling can replace L0 at evaluation time.
+    length_scaling: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "vocab_sizes", tuple(int(v) for v in self.vocab_sizes))
@@ -131,6 +140,10 @@ class ModelConfig:
                 fail(key, getattr(self, key), "must be in [0, 1)")
         if self.layer_norm_eps <= 0:
             fail("layer_norm_eps", self.layer_norm_eps, "must be > 0")
+        if not is_length_scale_from(self.length_scaling):
+            fail("length_scaling", self.length_scaling, "must be 0 (off) or an integer L0 >= 2")
+        if self.length_scaling and self.positions == "rope":
+            fail("length_scaling", self.length_scaling, "log-length scaling is implemented for relative positions, not rope")
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -265,7 +278,7 @@ class RelativePositionAttention(nn.Module):
         self.relpos_q_proj = nn.Linear(E, D, bias=cfg.bias) if relative and cfg.relpos_p2c else None
         self.pos_dropout = nn.Dropout(cfg.attn_dropout)
         self.attention_fn: AttentionFn = relpos_attention_reference
-        self.length_scale_from = 0  # log-length scaling, an evaluation setting (EncoderModel.length_scaling)
+        self.length_scale_from = cfg.length_scaling  # 0 = off; EncoderModel.length_scaling replaces it
 
     def forward(self, x: torch.Tensor, pos_table: Optional[torch.Tensor], cache: Optional[KVCache] = None) -> torch.Tensor:
         B, L, D = x.shape
@@ -374,9 +387,10 @@ class EncoderModel(nn.Module):
     @contextlib.contextmanager
     def length_scaling(self, length_scale_from: int):
         """Within the context, every layer's attention uses log-length scaling from ``length_scale_from``
-        (L0; 0 = off): query i's logits × max(1, ln(i+1)/ln L0) (``fastrecur_kernels.reference``).
-        An evaluation setting, not a weight: with L0 ≥ the longest training sequence the model is
-        unchanged on training-length inputs and only sharpens the attention of longer ones."""
+        (L0; 0 = off) instead of the model's own ``config.length_scaling``: query i's logits ×
+        max(1, ln(i+1)/ln L0) (``fastrecur_kernels.reference``). An evaluation setting, not a weight:
+        for a model trained without it, L0 ≥ the longest training sequence leaves training-length
+        inputs unchanged and only sharpens the attention of longer ones."""
         layers = [block.attn for block in self.transformer.blocks.values()]
         previous = [layer.length_scale_from for layer in layers]
         for layer in layers:
@@ -399,6 +413,12 @@ def length_scaling_context(model, length_scale_from: int):
     if not isinstance(model, EncoderModel):
         raise ConfigError(f"eval.length_scaling needs a fastrecur model with attention layers, not {type(model).__name__}")
     return model.length_scaling(length_scale_from)
+
+
+def length_scale_in_effect(model, length_scale_from: int) -> int:
+    """The L0 that ``model`` runs with in ``length_scaling_context(model, length_scale_from)``: the
+    requested one, else the model's own ``config.length_scaling`` (trained in); 0 = none."""
+    return length_scale_from or getattr(getattr(model, "config", None), "length_scaling", 0)
 
 
 class RecurrentTransformer(EncoderModel):

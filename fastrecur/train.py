@@ -146,6 +146,8 @@ class Trainer:
         self.out_dir = self.tcfg.out_dir
         if resume:
             self.load_checkpoint(resume)
+        elif self.tcfg.init_from:
+            self.init_weights(self.tcfg.init_from)
         self.autocast = self._autocast_context()
 
     # --- setup helpers ----------------------------------------------------------------------
@@ -484,6 +486,15 @@ class Trainer:
         if not self.is_main:
             return
         save_checkpoint(self.checkpoint(), path or self.checkpoint_path)
+
+    def init_weights(self, path: str) -> None:
+        """Fine-tuning: the model's weights from checkpoint (or shipped model) ``path``; nothing else."""
+        weights = load_checkpoint(path)["model"]
+        try:
+            self.model.load_state_dict(weights)
+        except RuntimeError as exc:
+            reason = " ".join(str(exc).split())[:400]
+            raise ConfigError(f"train.init_from={path!r}: its weights do not fit this model config ({reason})") from None
 
     def load_checkpoint(self, path: str) -> None:
         ckpt = load_checkpoint(path)

@@ -66,8 +66,11 @@ def _(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed, length_scal
 def _attention_backward_op(
     do: Tensor, q: Tensor, k: Tensor, v: Tensor, pos_k: Optional[Tensor], pos_q: Optional[Tensor],
     o: Tensor, lse: Tensor, window: int, shift: int, causal: bool, dropout_p: float, seed: Tensor,
+    length_scale_from: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    dq, dk, dv, dpk, dpq = _attention._backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, int(seed))
+    dq, dk, dv, dpk, dpq = _attention._backward(
+        do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, int(seed), length_scale_from
+    )
     # The kernel reduces table gradients into transposed views; an op's outputs must have the
     # (contiguous) strides its fake implementation promises.
     tables = [t.contiguous() if t is not None else _no_tensor(q) for t in (dpk, dpq)]
@@ -75,7 +78,7 @@ def _attention_backward_op(
 
 
 @_attention_backward_op.register_fake
-def _(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, seed):
+def _(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, seed, length_scale_from=0):
     tables = [torch.empty(t.shape, dtype=t.dtype, device=t.device) if t is not None else _no_tensor(q) for t in (pos_k, pos_q)]
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), *tables
 
@@ -89,11 +92,9 @@ def _attention_setup(ctx, inputs, output):
 
 
 def _attention_backward(ctx, grad_o, grad_lse):
-    if ctx.length_scale_from:  # relpos_attention refuses this first; a direct caller of the op lands here
-        raise RuntimeError("relpos_attention: log-length scaling (length_scale_from > 0) has no backward kernel")
     q, k, v, pos_k, pos_q, o, lse, seed = ctx.saved_tensors
     do = _attention._last_dim_contiguous(grad_o)
-    dq, dk, dv, dpk, dpq = _attention_backward_op(do, q, k, v, pos_k, pos_q, o, lse, *ctx.args, seed)
+    dq, dk, dv, dpk, dpq = _attention_backward_op(do, q, k, v, pos_k, pos_q, o, lse, *ctx.args, seed, ctx.length_scale_from)
     return dq, dk, dv, dpk if pos_k is not None else None, dpq if pos_q is not None else None, None, None, None, None, None, None
 
 
@@ -113,12 +114,10 @@ def relpos_attention(
     in the input dtype. With ``dropout_p > 0`` the mask is drawn from ``seed`` (62 bits used;
     None = a fresh seed from torch's default CPU generator, so ``torch.manual_seed`` makes runs
     repeatable without a device sync); ``relpos_attention.dropout_keep_mask`` reproduces it.
-    ``length_scale_from`` = L0 > 0 turns on log-length scaling (``reference.length_scales``), for
-    evaluation only: it has no backward kernel, so inputs that require grad are refused.
+    ``length_scale_from`` = L0 > 0 turns on log-length scaling (``reference.length_scales``): query i's
+    scores are multiplied by max(1, ln(i+1)/ln L0), in the forward and the backward.
     """
     _attention._check_inputs(q, k, v, pos_k, pos_q, window, shift, dropout_p, length_scale_from)
-    if length_scale_from and torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, pos_k, pos_q)):
-        raise ValueError("length_scale_from > 0 is for evaluation (no backward kernel): call under torch.no_grad()")
     q, k, v = (_attention._last_dim_contiguous(t) for t in (q, k, v))
     pos_k, pos_q = (t if t is None else _attention._last_dim_contiguous(t) for t in (pos_k, pos_q))
     o, _ = _attention_op(

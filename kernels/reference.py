@@ -45,12 +45,13 @@ Tensor = torch.Tensor
 # with S(i, j) = −inf for j > i when causal. The p2c term indexes the table with the same bucket as
 # c2p (the authors' choice, unlike the original DeBERTa).
 #
-# Log-length scaling (an evaluation-time option, off by default; not in the authors' model): with
-# length_scale_from = L0 > 0, row i of S is multiplied by τ_i = max(1, ln(i+1) / ln L0). A query that
-# sees more keys than L0 gets proportionally sharper logits, so its softmax does not flatten as the
-# number of competing keys grows (the "log n" scaling of Chiang & Cholak 2022, Su 2021's
-# entropy-invariant scale); queries at positions < L0 are unchanged. With L0 ≥ the longest training
-# sequence, a model sees exactly its trained attention on training-length inputs.
+# Log-length scaling (off by default; not in the authors' model): with length_scale_from = L0 > 0,
+# row i of S is multiplied by τ_i = max(1, ln(i+1) / ln L0). A query that sees more keys than L0 gets
+# proportionally sharper logits, so its softmax does not flatten as the number of competing keys
+# grows (the "log n" scaling of Chiang & Cholak 2022, Su 2021's entropy-invariant scale); queries at
+# positions < L0 are unchanged. Used at evaluation time only with L0 ≥ the longest training sequence,
+# a model sees exactly its trained attention on training-length inputs; trained in with a smaller
+# L0, the model learns with it (the gradients carry τ_i as well).
 
 
 def relative_buckets(len_q: int, len_k: int, window: int, shift: int, device=None) -> Tensor:

@@ -303,6 +303,16 @@ def _store_table_partial(
         tl.store(base + offs_w[:, None] * HEAD_DIM + offs_c[None, :], part, mask=mask)
 
 
+@triton.jit
+def _length_scales(offs, inv_log_scale_from, BLOCK: tl.constexpr, LENGTH_SCALED: tl.constexpr):
+    """τ_i = max(1, ln(i+1) / ln L0) of the query rows ``offs`` (``reference.length_scales``), given
+    ``inv_log_scale_from`` = 1/ln L0; ones when log-length scaling is off (folded away by the compiler)."""
+    if LENGTH_SCALED:
+        return tl.maximum(tl.log(offs.to(tl.float32) + 1.0) * inv_log_scale_from, 1.0)
+    else:
+        return tl.full([BLOCK], 1.0, tl.float32)
+
+
 # --------------------------------------------------------------------------------------------------
 # Forward
 # --------------------------------------------------------------------------------------------------
@@ -351,8 +361,8 @@ def _fwd_kernel(
     H, L, seed_lo, seed_hi, drop_threshold, qk_scale, out_scale, inv_log_scale_from,
     HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
     SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, CAUSAL: tl.constexpr,
-    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, LENGTH_SCALED: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """One program = one query block of one (batch, head). Grid: (⌈L/BLOCK_M⌉, B·H)."""
     start_m = tl.program_id(0) * BLOCK_M
@@ -370,9 +380,8 @@ def _fwd_kernel(
     offs_d = tl.arange(0, D_PAD)
     offs_w = tl.arange(0, W_PAD)
     q = _load_rows(Q, offs_m, stride_ql, offs_d, L, HEAD_DIM)
-    # Log-length scaling (reference.length_scales): row i's scale × max(1, ln(i+1)/ln L0); off when
-    # inv_log_scale_from = 1/ln L0 is 0.
-    row_scale = qk_scale * tl.maximum(tl.log(offs_m.to(tl.float32) + 1.0) * inv_log_scale_from, 1.0)
+    # Log-length scaling: row i's softmax scale × τ_i.
+    row_scale = qk_scale * _length_scales(offs_m, inv_log_scale_from, BLOCK_M, LENGTH_SCALED)
 
     # Position terms of this query block: C = q·K^rᵀ for band tiles, q·K^r_f for far tiles.
     c2p = tl.zeros([BLOCK_M, W_PAD], tl.float32)
@@ -437,13 +446,14 @@ def _fwd_kernel(
 def _dq_tiles(
     dq, g_band, g_low, g_top, q, do, lse, delta, c2p, far_row, qr_far, Q, K, V, DO, PQ,
     stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, start, end, L,
-    seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
+    seed_lo, seed_hi, bh, drop_threshold, row_scale, drop_scale,
     HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
     SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, MODE: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr,
     DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """dq and the c2p bucket sums ``G`` over the key tiles ``[start, end)`` of one query block.
+    """dq and the c2p bucket sums ``G`` over the key tiles ``[start, end)`` of one query block
+    (``row_scale``: ``[BLOCK_M]``, each row's softmax scale in the log2 domain, as in the forward).
 
     MODE: 0 = far tiles in bucket 0, 1 = band tiles, 2 = far tiles in bucket W−1.
     ``ds = P ∘ (dP − Δ)`` is the score gradient without the softmax scale (applied once at the end).
@@ -457,7 +467,7 @@ def _dq_tiles(
         z = _row_scores(z, k_t, c2p, far_row, qr_far, K, PQ, stride_kl, stride_pqw, start_m, offs_m, start_n, offs_n,
                         offs_d, L, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, MODE == 1, CAUSAL, HAS_C2P,
                         HAS_P2C, DOT_PRECISION, DOT_UPCAST, BLOCK_M)  # fmt: skip
-        p = tl.math.exp2(z * qk_scale - lse[:, None])
+        p = tl.math.exp2(z * row_scale[:, None] - lse[:, None])
         dp = _dot_hd(do, v_t, DO, offs_m, stride_dol, L, V, offs_n, stride_vl, L,
                      HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
         if DROPOUT:
@@ -485,11 +495,11 @@ def _bwd_dq_kernel(
     stride_qb, stride_qh, stride_ql, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_ob, stride_oh, stride_ol, stride_dob, stride_doh, stride_dol, stride_dqb, stride_dqh, stride_dql,
     stride_pkw, stride_pkh, stride_pqw, stride_pqh,
-    H, L, seed_lo, seed_hi, drop_threshold, qk_scale, sm_scale, drop_scale,
+    H, L, seed_lo, seed_hi, drop_threshold, qk_scale, sm_scale, drop_scale, inv_log_scale_from,
     HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
     SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, CAUSAL: tl.constexpr,
-    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, LENGTH_SCALED: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dq, Δ and this block's partial dK^r. Grid: (⌈L/BLOCK_M⌉, B·H); launched before dk/dv."""
     pid_m = tl.program_id(0)
@@ -538,6 +548,11 @@ def _bwd_dq_kernel(
     else:
         band_end = tl.minimum(tl.cdiv(start_m + BLOCK_M - 1 + SHIFT, BLOCK_N) * BLOCK_N, L)
 
+    # Log-length scaling: the score of row i is τ_i·z_i, so its gradient is τ_i·ds_i (τ_i applied once,
+    # at the end, with the softmax scale).
+    tau = _length_scales(offs_m, inv_log_scale_from, BLOCK_M, LENGTH_SCALED)
+    row_scale = qk_scale * tau
+
     dq = tl.zeros([BLOCK_M, D_PAD], tl.float32)
     g_band = tl.zeros([BLOCK_M, W_PAD], tl.float32)
     g_low = tl.zeros([BLOCK_M], tl.float32)
@@ -545,20 +560,20 @@ def _bwd_dq_kernel(
     dq, g_band, g_low, g_top = _dq_tiles(
         dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_low, qr_low, Q, K, V, DO, PQ,
         stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, 0, low_end, L,
-        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+        seed_lo, seed_hi, bh, drop_threshold, row_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
         W_PAD, W_SLICE, 0, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dq, g_band, g_low, g_top = _dq_tiles(
         dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_low, qr_low, Q, K, V, DO, PQ,
         stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, low_end, band_end, L,
-        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+        seed_lo, seed_hi, bh, drop_threshold, row_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
         W_PAD, W_SLICE, 1, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     if not CAUSAL:
         dq, g_band, g_low, g_top = _dq_tiles(
             dq, g_band, g_low, g_top, q, do, lse, delta, c2p, row_top, qr_top, Q, K, V, DO, PQ,
             stride_ql, stride_kl, stride_vl, stride_dol, stride_pqw, start_m, offs_m, offs_d, band_end, L, L,
-            seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
+            seed_lo, seed_hi, bh, drop_threshold, row_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
             W_PAD, W_SLICE, 2, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
         )  # fmt: skip
 
@@ -570,9 +585,9 @@ def _bwd_dq_kernel(
         # (3xTF32), no 16-bit rounding of the bucket sums.
         kr = _load_rows(PK, offs_w, stride_pkw, offs_d, WINDOW, HEAD_DIM)
         dq += tl.dot(g, kr.to(tl.float32), input_precision="tf32x3")
-        _store_table_partial(DPK_PART, pid_m, bh, tl.num_programs(1), g, Q, offs_m, stride_ql, L, sm_scale, offs_w,
-                             WINDOW, HEAD_DIM, D_PAD, D_CHUNK)  # fmt: skip
-    dq = dq * sm_scale
+        _store_table_partial(DPK_PART, pid_m, bh, tl.num_programs(1), g * tau[:, None], Q, offs_m, stride_ql, L,
+                             sm_scale, offs_w, WINDOW, HEAD_DIM, D_PAD, D_CHUNK)  # fmt: skip
+    dq = dq * (sm_scale * tau)[:, None]
     tl.store(DQ + offs_m[:, None] * stride_dql + offs_d[None, :], dq.to(DQ.dtype.element_ty),
              mask=row_ok[:, None] & (offs_d[None, :] < HEAD_DIM))  # fmt: skip
 
@@ -581,14 +596,16 @@ def _bwd_dq_kernel(
 def _dkdv_tiles(
     dk, dv, h_band, h_low, h_top, k, v, p2c, far_col, kr_far, Q, K, V, DO, PK, LSE, DELTA,
     stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, start, end, L,
-    seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale,
+    seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, inv_log_scale_from,
     HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
     SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, MODE: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    LENGTH_SCALED: tl.constexpr, DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dk, dv and the p2c bucket sums ``Hᵀ`` over the query tiles ``[start, end)`` of one key block,
-    in transposed tiles (keys × queries). MODE as in ``_dq_tiles``."""
+    in transposed tiles (keys × queries). MODE as in ``_dq_tiles``. ``ds`` carries each query's
+    log-length scale τ (the softmax scale is applied once, at the end)."""
     for start_m in range(start, end, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         q_t = _load_cols(Q, offs_m, stride_ql, offs_d, L, HEAD_DIM)
@@ -601,7 +618,8 @@ def _dkdv_tiles(
         z_t = _col_scores(z_t, q_t, p2c, far_col, kr_far, Q, PK, stride_ql, stride_pkw, start_m, offs_m, start_n,
                           offs_n, offs_d, L, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT, W_SLICE, MODE == 1, CAUSAL,
                           HAS_C2P, HAS_P2C, DOT_PRECISION, DOT_UPCAST, BLOCK_M)  # fmt: skip
-        p_t = tl.math.exp2(z_t * qk_scale - lse[None, :])
+        tau = _length_scales(offs_m, inv_log_scale_from, BLOCK_M, LENGTH_SCALED)
+        p_t = tl.math.exp2(z_t * (qk_scale * tau)[None, :] - lse[None, :])
         dp_t = _dot_hd(v, tl.trans(do), V, offs_n, stride_vl, L, DO, offs_m, stride_dol, L,
                        HEAD_DIM, D_PAD, D_CHUNK, DOT_PRECISION, DOT_UPCAST)  # fmt: skip
         if DROPOUT:
@@ -612,7 +630,7 @@ def _dkdv_tiles(
             dp_t = tl.where(keep_t, dp_t * drop_scale, 0.0)
         else:
             dv += _dot(p_t.to(do.dtype), do, DOT_PRECISION, DOT_UPCAST)
-        ds_t = p_t * (dp_t - delta[None, :])
+        ds_t = p_t * (dp_t - delta[None, :]) * tau[None, :]
         dk += _dot(ds_t.to(q_t.dtype), tl.trans(q_t), DOT_PRECISION, DOT_UPCAST)
         if HAS_P2C:
             if MODE == 0:
@@ -634,11 +652,11 @@ def _bwd_dkdv_kernel(
     stride_qb, stride_qh, stride_ql, stride_kb, stride_kh, stride_kl, stride_vb, stride_vh, stride_vl,
     stride_dob, stride_doh, stride_dol, stride_dkb, stride_dkh, stride_dkl, stride_dvb, stride_dvh, stride_dvl,
     stride_pkw, stride_pkh, stride_pqw, stride_pqh,
-    H, L, seed_lo, seed_hi, drop_threshold, qk_scale, sm_scale, drop_scale,
+    H, L, seed_lo, seed_hi, drop_threshold, qk_scale, sm_scale, drop_scale, inv_log_scale_from,
     HEAD_DIM: tl.constexpr, D_PAD: tl.constexpr, D_CHUNK: tl.constexpr, WINDOW: tl.constexpr,
     SHIFT: tl.constexpr, W_PAD: tl.constexpr, W_SLICE: tl.constexpr, CAUSAL: tl.constexpr,
-    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_C2P: tl.constexpr, HAS_P2C: tl.constexpr, DROPOUT: tl.constexpr, LENGTH_SCALED: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     """dk, dv and this block's partial dQ^r. Grid: (⌈L/BLOCK_N⌉, B·H)."""
     pid_n = tl.program_id(0)
@@ -699,20 +717,23 @@ def _bwd_dkdv_kernel(
         dk, dv, h_band, h_low, h_top = _dkdv_tiles(
             dk, dv, h_band, h_low, h_top, k, v, p2c, col_top, kr_top, Q, K, V, DO, PK, LSE, DELTA,
             stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, 0, band_start, L,
-            seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
-            W_PAD, W_SLICE, 2, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
+            seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, inv_log_scale_from, HEAD_DIM, D_PAD, D_CHUNK,
+            WINDOW, SHIFT, W_PAD, W_SLICE, 2, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, LENGTH_SCALED, DOT_PRECISION,
+            DOT_UPCAST, BLOCK_M, BLOCK_N,
         )  # fmt: skip
     dk, dv, h_band, h_low, h_top = _dkdv_tiles(
         dk, dv, h_band, h_low, h_top, k, v, p2c, col_low, kr_low, Q, K, V, DO, PK, LSE, DELTA,
         stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, band_start, band_end, L,
-        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
-        W_PAD, W_SLICE, 1, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
+        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, inv_log_scale_from, HEAD_DIM, D_PAD, D_CHUNK,
+        WINDOW, SHIFT, W_PAD, W_SLICE, 1, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, LENGTH_SCALED, DOT_PRECISION,
+        DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
     dk, dv, h_band, h_low, h_top = _dkdv_tiles(
         dk, dv, h_band, h_low, h_top, k, v, p2c, col_low, kr_low, Q, K, V, DO, PK, LSE, DELTA,
         stride_ql, stride_kl, stride_vl, stride_dol, stride_pkw, start_n, offs_n, offs_d, low_start, L, L,
-        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, HEAD_DIM, D_PAD, D_CHUNK, WINDOW, SHIFT,
-        W_PAD, W_SLICE, 0, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, DOT_PRECISION, DOT_UPCAST, BLOCK_M, BLOCK_N,
+        seed_lo, seed_hi, bh, drop_threshold, qk_scale, drop_scale, inv_log_scale_from, HEAD_DIM, D_PAD, D_CHUNK,
+        WINDOW, SHIFT, W_PAD, W_SLICE, 0, CAUSAL, HAS_C2P, HAS_P2C, DROPOUT, LENGTH_SCALED, DOT_PRECISION,
+        DOT_UPCAST, BLOCK_M, BLOCK_N,
     )  # fmt: skip
 
     if HAS_P2C:
@@ -840,6 +861,11 @@ def _meta(q, pos_k, pos_q, window, shift, causal, dropout_p) -> dict:
     )  # fmt: skip
 
 
+def _inv_log(length_scale_from: int) -> float:
+    """The kernels' ``inv_log_scale_from``: 1/ln L0 for log-length scaling from L0, 0.0 when off."""
+    return 1.0 / math.log(length_scale_from) if length_scale_from else 0.0
+
+
 def _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed, length_scale_from=0):
     B, H, L, d = q.shape
     meta = _meta(q, pos_k, pos_q, window, shift, causal, dropout_p)
@@ -854,13 +880,12 @@ def _forward(q, k, v, pos_k, pos_q, window, shift, causal, dropout_p, seed, leng
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
         *_strides(pos_k, 2), *_strides(pos_q, 2),
         H, L, seed_lo, seed_hi, _drop_threshold(dropout_p), scale * math.log2(math.e), 1.0 / (1.0 - dropout_p),
-        1.0 / math.log(length_scale_from) if length_scale_from else 0.0,
-        **meta, **cfg,
+        _inv_log(length_scale_from), LENGTH_SCALED=bool(length_scale_from), **meta, **cfg,
     )  # fmt: skip
     return o, lse
 
 
-def _backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, seed):
+def _backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_p, seed, length_scale_from=0):
     B, H, L, d = q.shape
     meta = _meta(q, pos_k, pos_q, window, shift, causal, dropout_p)
     dq_cfg = _config("dq", meta["D_PAD"], meta["W_PAD"], q.dtype)
@@ -868,7 +893,7 @@ def _backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_
     scale = 1.0 / math.sqrt((1 + meta["HAS_C2P"] + meta["HAS_P2C"]) * d)
     seed_lo, seed_hi = _split_seed(seed)
     common = (H, L, seed_lo, seed_hi, _drop_threshold(dropout_p), scale * math.log2(math.e), scale,
-              1.0 / (1.0 - dropout_p))  # fmt: skip
+              1.0 / (1.0 - dropout_p), _inv_log(length_scale_from))  # fmt: skip
     pk = pos_k if pos_k is not None else q  # placeholders for a switched-off term: never read
     pq = pos_q if pos_q is not None else q
     table_strides = (*_strides(pos_k, 2), *_strides(pos_q, 2))
@@ -883,12 +908,12 @@ def _backward(do, q, k, v, pos_k, pos_q, o, lse, window, shift, causal, dropout_
     _bwd_dq_kernel[(n_m, B * H)](
         q, k, v, pk, pq, o, do, lse, delta, dq, dpk_part,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3], *do.stride()[:3], *dq.stride()[:3],
-        *table_strides, *common, **meta, **dq_cfg,
+        *table_strides, *common, LENGTH_SCALED=bool(length_scale_from), **meta, **dq_cfg,
     )  # fmt: skip
     _bwd_dkdv_kernel[(n_n, B * H)](
         q, k, v, pk, pq, do, lse, delta, dk, dv, dpq_part,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3], *dk.stride()[:3], *dv.stride()[:3],
-        *table_strides, *common, **meta, **dkdv_cfg,
+        *table_strides, *common, LENGTH_SCALED=bool(length_scale_from), **meta, **dkdv_cfg,
     )  # fmt: skip
 
     def reduce_table(part, table):
@@ -975,21 +1000,25 @@ _COMPILE_KERNELS = ("fwd", "dq", "dkdv")
 
 
 def launched_variants() -> list:
-    """``(dtype, head dim, window, causal, shift, dropout, kernel)`` of every attention the trainer and
-    evaluator launch, which ``sm90_compile_cases`` compiles (each a distinct kernel; together they
+    """``(dtype, head dim, window, causal, shift, dropout, length scaling, kernel)`` of every attention the
+    trainer and evaluator launch, which ``sm90_compile_cases`` compiles (each a distinct kernel; together they
     cover every row of ``SM90_CONFIGS``). Both operand dtypes: bf16 under autocast (``precision:
     auto`` on a GPU), fp32 with ``precision: fp32`` and in the evaluator (no autocast)."""
     variants = []
     for dtype in ("bf16", "fp32"):
         # The paper's d = 24 (training with dropout, evaluation without), and d = 64 and 128, at W = 64.
-        variants += [(dtype, d, 64, True, 0, dropout, kernel)
+        variants += [(dtype, d, 64, True, 0, dropout, False, kernel)
                      for d in (24, 64, 128) for dropout in (True, False) for kernel in _COMPILE_KERNELS]  # fmt: skip
         # The tiny config: d = 16, W = 8, no dropout.
-        variants += [(dtype, 16, 8, True, 0, False, kernel) for kernel in _COMPILE_KERNELS]
+        variants += [(dtype, 16, 8, True, 0, False, False, kernel) for kernel in _COMPILE_KERNELS]
     # Bidirectional attention with a shift (a converted checkpoint with causal_attn: false): training
     # in bf16 with dropout, and the evaluator's fp32 forward.
-    variants += [("bf16", 24, 64, False, 4, True, kernel) for kernel in _COMPILE_KERNELS]
-    variants.append(("fp32", 24, 64, False, 4, False, "fwd"))
+    variants += [("bf16", 24, 64, False, 4, True, False, kernel) for kernel in _COMPILE_KERNELS]
+    variants.append(("fp32", 24, 64, False, 4, False, False, "fwd"))
+    # Log-length scaling: trained in (model.length_scaling, bf16 with dropout), and the evaluator's
+    # fp32 forward (eval.length_scaling) at the paper's and the tiny config's shapes.
+    variants += [("bf16", 24, 64, True, 0, True, True, kernel) for kernel in _COMPILE_KERNELS]
+    variants += [("fp32", 24, 64, True, 0, False, True, "fwd"), ("fp32", 16, 8, True, 0, False, True, "fwd")]
     return variants
 
 
@@ -999,23 +1028,23 @@ def sm90_compile_cases() -> list:
     kernels = {  # kernel: (jit function, pointer arguments, fp32 scalar arguments)
         "fwd": (_fwd_kernel, ("Q", "K", "V", "PK", "PQ", "O", "LSE"), {"qk_scale", "out_scale", "inv_log_scale_from"}),
         "dq": (_bwd_dq_kernel, ("Q", "K", "V", "PK", "PQ", "O", "DO", "LSE", "DELTA", "DQ", "DPK_PART"),
-               {"qk_scale", "sm_scale", "drop_scale"}),
+               {"qk_scale", "sm_scale", "drop_scale", "inv_log_scale_from"}),
         "dkdv": (_bwd_dkdv_kernel, ("Q", "K", "V", "PK", "PQ", "DO", "LSE", "DELTA", "DK", "DV", "DPQ_PART"),
-                 {"qk_scale", "sm_scale", "drop_scale"}),
+                 {"qk_scale", "sm_scale", "drop_scale", "inv_log_scale_from"}),
     }  # fmt: skip
     fp32_buffers = {"LSE", "DELTA", "DPK_PART", "DPQ_PART"}
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}
     cases = []
-    for dtype, d, window, causal, shift, dropout, kernel in launched_variants():
+    for dtype, d, window, causal, shift, dropout, length_scaled, kernel in launched_variants():
         fn, pointer_names, floats = kernels[kernel]
         cfg = _config(kernel, _pow2(d), _pow2(window), torch_dtype[dtype], interpreted=False)
         options = {"num_warps": cfg.pop("num_warps"), "num_stages": cfg.pop("num_stages")}
         constexprs = dict(
             HEAD_DIM=d, D_PAD=_pow2(d), WINDOW=window, SHIFT=shift, W_PAD=_pow2(window), CAUSAL=causal, HAS_C2P=True,
-            HAS_P2C=True, DROPOUT=dropout, DOT_PRECISION=_dot_precision(torch_dtype[dtype]), DOT_UPCAST=False, **cfg,
+            HAS_P2C=True, DROPOUT=dropout, LENGTH_SCALED=length_scaled, DOT_PRECISION=_dot_precision(torch_dtype[dtype]), DOT_UPCAST=False, **cfg,
         )  # fmt: skip
         pointers = {name: "fp32" if name in fp32_buffers else dtype for name in pointer_names}
-        label = dict(dtype=dtype, d=d, W=window, causal=causal, dropout=dropout,
+        label = dict(dtype=dtype, d=d, W=window, causal=causal, dropout=dropout, length_scaled=length_scaled,
                      tile=f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}/{cfg['D_CHUNK']}")  # fmt: skip
         cases.append((fn, _signature(fn, pointers, floats, constexprs), constexprs, options, label))
     mask_constexprs = {"BLOCK_M": 64, "BLOCK_N": 64}

@@ -100,6 +100,19 @@ def test_vocabulary_mismatch_is_a_clear_error(graphs):
         evaluate(model, graphs)
 
 
+def test_results_name_the_length_scaling_in_effect(graphs):
+    """A model trained with log-length scaling runs with its own L0 unless the evaluation names another;
+    the result records the one in effect (0: none)."""
+    from fastrecur.model import ModelConfig, RecurrentTransformer
+
+    cfg = ModelConfig(vocab_sizes=tuple(graphs.vocab.sizes), hidden_size=16, num_heads=2, num_layers=1, relpos_window=8, relpos_embed_size=8)
+    assert evaluate(RecurrentTransformer(cfg), graphs)["length_scaling"] == 0
+    assert evaluate(RecurrentTransformer(cfg), graphs, length_scaling=40)["length_scaling"] == 40
+    trained_in = RecurrentTransformer(cfg.replace(length_scaling=8))
+    assert evaluate(trained_in, graphs)["length_scaling"] == 8
+    assert evaluate(trained_in, graphs, length_scaling=40)["length_scaling"] == 40
+
+
 def test_sweep_outputs(tmp_path, graphs):
     result = {"num_nodes": 10, **evaluate(OracleModel(graphs), graphs)}
     paths = write_sweep([result, {**result, "num_nodes": 12}], str(tmp_path), train_size=10)

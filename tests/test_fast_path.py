@@ -45,13 +45,14 @@ def test_logits_agree(graphs, triton_backend, device):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
-def test_loss_and_gradients_agree(graphs, triton_backend, device):
+@pytest.mark.parametrize("length_scaling", [0, 8], ids=["authors", "log-length-scaled"])
+def test_loss_and_gradients_agree(graphs, triton_backend, device, length_scaling):
     K = int(graphs.depth.max()) + 1
     inputs, targets = (t.flatten(0, 1).to(device) for t in teacher_states(graphs.tokens, graphs.labels, graphs.depth, K))
     mask = inputs[..., 0] != 3
 
     def run(backend, token_mask):
-        model = make_model(graphs, device)
+        model = make_model(graphs, device, length_scaling=length_scaling)
         backend.bind(model).train()
         out = backend.loss(model, inputs, targets, WEIGHTS, token_mask)
         out.total.backward()

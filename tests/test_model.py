@@ -151,6 +151,35 @@ def test_length_scaling_changes_only_positions_from_L0_and_is_restored():
         rope(tokens)
 
 
+def test_trained_in_length_scaling_is_the_same_math_and_differentiable():
+    """model.length_scaling = L0 is the evaluation context's scaling made part of the model: the same
+    logits as the plain model under ``length_scaling(L0)``, gradients through it, and a context with
+    another L0 replaces it while it lasts."""
+    cfg = ModelConfig(**TINY)
+    plain = RecurrentTransformer(cfg).eval()
+    scaled = RecurrentTransformer(cfg.replace(length_scaling=4)).eval()
+    scaled.load_state_dict(plain.state_dict())
+    tokens = random_tokens(cfg, 2, 12, seed=6)
+    with torch.no_grad():
+        with plain.length_scaling(4):
+            want = torch.cat(plain(tokens), dim=-1)
+        torch.testing.assert_close(torch.cat(scaled(tokens), dim=-1), want)
+        with scaled.length_scaling(12):  # an evaluation L0 replaces the model's own: here identity
+            torch.testing.assert_close(torch.cat(scaled(tokens), dim=-1), torch.cat(plain(tokens), dim=-1))
+        torch.testing.assert_close(torch.cat(scaled(tokens), dim=-1), want)  # and is undone after
+    scaled.train()
+    sum(logits.square().mean() for logits in scaled(tokens)).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in scaled.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("bad", [1, -2, 2.5, True])
+def test_length_scaling_config_is_validated(bad):
+    with pytest.raises(ConfigError, match="length_scaling"):
+        ModelConfig(**TINY, length_scaling=bad)
+    with pytest.raises(ConfigError, match="rope"):
+        ModelConfig(**TINY, length_scaling=8, positions="rope")
+
+
 def test_dropout_only_in_training():
     cfg = ModelConfig(**TINY)
     model = RecurrentTransformer(cfg)

@@ -184,6 +184,28 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_init_from_starts_from_the_weights_only(tmp_path):
+    """train.init_from (fine-tuning): step 0 holds the source's weights, under a model setting that
+    holds no weights (log-length scaling); the step count and optimizer start fresh; a checkpoint of
+    another shape and a missing file are refused by name."""
+    source = Trainer(small_config(tmp_path / "source", steps=3), show_progress=False)
+    source.fit()
+    cfg = small_config(tmp_path / "tuned", steps=2, init_from=source.checkpoint_path)
+    cfg.model = cfg.model.replace(length_scaling=4)
+    tuned = Trainer(cfg, show_progress=False)
+    assert tuned.state.step == 0 and not tuned.optimizer.state
+    for a, b in zip(source.model.state_dict().values(), tuned.model.state_dict().values()):
+        assert torch.equal(a, b)
+    tuned.fit()
+    assert tuned.state.step == 2 and load_checkpoint(tuned.checkpoint_path)["config"]["model"]["length_scaling"] == 4
+    wider = small_config(tmp_path / "wider", init_from=source.checkpoint_path)
+    wider.model = wider.model.replace(hidden_size=2 * wider.model.hidden_size)
+    with pytest.raises(ConfigError, match="init_from.*do not fit"):
+        Trainer(wider, show_progress=False)
+    with pytest.raises(Exception, match="not found"):
+        Trainer(small_config(tmp_path / "missing", init_from=str(tmp_path / "nothing.pt")), show_progress=False)
+
+
 def test_checkpoint_survives_an_interrupted_save(tmp_path, monkeypatch):
     trainer = Trainer(small_config(tmp_path, steps=2), show_progress=False)
     trainer.fit()

@@ -52,7 +52,7 @@ def run(args) -> int:
     steps = result.get("iterations") or result["generated_tokens"]
     print(
         f"{result['num_graphs']} graphs, depth ≤ {result['graph_depth']['max']}, policy {result['policy']}"
-        f"{', length scaling from ' + str(settings.length_scaling) if settings.length_scaling else ''}: "
+        f"{', length scaling from ' + str(result['length_scaling']) if result.get('length_scaling') else ''}: "
         f"completely solved {percent(result['fully_solved'])}, node values {percent(result['value_acc'])}, "
         f"{'iterations' if 'iterations' in result else 'generated tokens'} {steps['mean']:.1f} (max {steps['max']})"
     )

@@ -30,14 +30,18 @@ def add_length_scaling_option(parser: argparse.ArgumentParser) -> None:
         "--length-scaling",
         metavar="L0|auto",
         help="log-length attention scaling from L0 tokens on (query i's logits × max(1, ln(i+1)/ln L0); "
-        "not in the authors' model, evaluation only); 'auto': the longest training sequence (data.train.max_length)",
+        "not in the authors' model); 'auto': the model's own model.length_scaling if it was trained with one, "
+        "else the longest training sequence (data.train.max_length)",
     )
 
 
 def length_scaling_from(text: str, cfg) -> int:
-    """``--length-scaling``'s value for a run of config ``cfg``: an int, or ``auto`` =
-    ``data.train.max_length`` (the model is then unchanged on training-length inputs)."""
+    """``--length-scaling``'s value for a run of config ``cfg``: an int, or ``auto`` = the model's own
+    L0 (``model.length_scaling``) if it was trained with scaling, else ``data.train.max_length`` (the
+    model is then unchanged on training-length inputs)."""
     if text == "auto":
+        if cfg.model.length_scaling:
+            return cfg.model.length_scaling
         length = (cfg.data.train or {}).get("max_length")
         if not length:
             raise ConfigError("--length-scaling auto needs the checkpoint's data.train.max_length; give L0 as a number")

@@ -61,6 +61,8 @@ def run(args) -> int:
     paths = write_sweep(results, out_dir, train_size)
     if cfg.eval.length_scaling:
         print(f"log-length attention scaling from L0 = {cfg.eval.length_scaling} tokens (not in the authors' model)")
+    elif cfg.model.length_scaling:
+        print(f"log-length attention scaling from L0 = {cfg.model.length_scaling} tokens, trained in (not in the authors' model)")
     print(format_table(results, train_size))
     print(f"results: {paths['json']}  {paths['csv']}\nplots:   {paths['plot_size']}  {paths['plot_iters']}")
     return 0

@@ -53,7 +53,7 @@ def _attention_inputs(B, H, L, d, W, dtype, device, seed):
     return [q, k, v, randn(W, H, d), randn(W, H, d)], do
 
 
-def _chunked_reference(inputs, do, window, dropout_p, mask, dtype, chunk):
+def _chunked_reference(inputs, do, window, dropout_p, mask, dtype, chunk, length_scale_from=0):
     """``relpos_attention_reference`` in ``dtype`` over batch chunks: output and the five gradients."""
     q, k, v, pos_k, pos_q = (t.detach().to(dtype) for t in inputs)
     tables = [pos_k.requires_grad_(), pos_q.requires_grad_()]
@@ -62,7 +62,8 @@ def _chunked_reference(inputs, do, window, dropout_p, mask, dtype, chunk):
     for b in range(0, q.shape[0], chunk):
         part = [t[b : b + chunk].requires_grad_() for t in (q, k, v)]
         m = mask[b : b + chunk] if mask is not None else None
-        o = relpos_attention_reference(*part, *tables, window=window, dropout_p=dropout_p, dropout_mask=m)
+        o = relpos_attention_reference(*part, *tables, window=window, dropout_p=dropout_p, dropout_mask=m,
+                                       length_scale_from=length_scale_from)  # fmt: skip
         grads = torch.autograd.grad(o, [*part, *tables], do[b : b + chunk].to(dtype))
         outs.append(o.detach())
         for acc, g in zip((dqs, dks, dvs), grads[:3]):
@@ -73,22 +74,24 @@ def _chunked_reference(inputs, do, window, dropout_p, mask, dtype, chunk):
     return [torch.cat(outs), torch.cat(dqs), torch.cat(dks), torch.cat(dvs), *table_grads]
 
 
-def attention_check(shape, dtype_name: str, dropout_p: float, sizes: Sizes, device) -> dict:
+def attention_check(shape, dtype_name: str, dropout_p: float, sizes: Sizes, device, length_scale_from: int = 0) -> dict:
+    """Output and the five gradients of the fused attention against float64 (with log-length scaling
+    from ``length_scale_from`` when > 0)."""
     B, H, L, d, W = shape
     dtype = DTYPES[dtype_name]
-    inputs, do = _attention_inputs(B, H, L, d, W, dtype, device, seed=L + 7 * d + int(dropout_p * 100))
+    inputs, do = _attention_inputs(B, H, L, d, W, dtype, device, seed=L + 7 * d + int(dropout_p * 100) + length_scale_from)
     leaves = [t.detach().requires_grad_() for t in inputs]
     seed = 1234 if dropout_p > 0 else None
     with poisoned_allocations():
-        o = ops.relpos_attention(*leaves, window=W, dropout_p=dropout_p, seed=seed)
+        o = ops.relpos_attention(*leaves, window=W, dropout_p=dropout_p, seed=seed, length_scale_from=length_scale_from)
         grads = torch.autograd.grad(o, leaves, do)
     got = [o.detach(), *grads]
     del o, grads
     mask = dropout_keep_mask(seed, B, H, L, dropout_p, device=device) if dropout_p > 0 else None
     per_sequence = H * L * L * 8 * 12  # the reference's [L, L] tensors per sequence in fp64, with autograd
     chunk = max(1, min(B, int(sizes.reference_bytes // per_sequence)))
-    want = _chunked_reference(inputs, do, W, dropout_p, mask, torch.float64, chunk)
-    native = _chunked_reference(inputs, do, W, dropout_p, mask, dtype, chunk) if dtype != torch.float32 else None
+    want = _chunked_reference(inputs, do, W, dropout_p, mask, torch.float64, chunk, length_scale_from)
+    native = _chunked_reference(inputs, do, W, dropout_p, mask, dtype, chunk, length_scale_from) if dtype != torch.float32 else None
     checks = []
     for i, name in enumerate(["out", "dq", "dk", "dv", "dpos_k", "dpos_q"]):
         if native is None:
@@ -98,23 +101,8 @@ def attention_check(shape, dtype_name: str, dropout_p: float, sizes: Sizes, devi
             checks.append(check(name, got[i], want[i], 2 * native_err + 1e-3, native_rel_err=native_err))
     del got, want, native, mask
     free_memory(device)
-    return verdict(checks, shape=dict(B=B, H=H, L=L, d=d, window=W), dtype=dtype_name, dropout_p=dropout_p, reference_chunk=chunk)
-
-
-def length_scaling_check(shape, dtype_name: str, device) -> dict:
-    """The evaluation-only log-length scaling (forward, no gradient) from L0 = L/4 against float64."""
-    B, H, L, d, W = shape
-    dtype, L0 = DTYPES[dtype_name], max(2, L // 4)
-    inputs, _ = _attention_inputs(B, H, L, d, W, dtype, device, seed=L + 11)
-    with torch.no_grad(), poisoned_allocations():
-        got = ops.relpos_attention(*inputs, window=W, length_scale_from=L0)
-        want = torch.cat([
-            relpos_attention_reference(*(t[b : b + 1].double() for t in inputs[:3]), *(t.double() for t in inputs[3:]),
-                                       window=W, length_scale_from=L0)
-            for b in range(B)
-        ])  # fmt: skip
-    tol = FP32_TOL if dtype == torch.float32 else 2e-2
-    return verdict([check("out", got, want, tol)], shape=dict(B=B, H=H, L=L, d=d, window=W), dtype=dtype_name, length_scale_from=L0)
+    return verdict(checks, shape=dict(B=B, H=H, L=L, d=d, window=W), dtype=dtype_name, dropout_p=dropout_p,
+                   length_scale_from=length_scale_from, reference_chunk=chunk)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,9 +201,10 @@ def kernel_items(sizes: Sizes, device) -> list[Item]:
     first = next(iter(sizes.attention.values()))
     items.append(Item(f"attention {next(iter(sizes.attention))} bf16 dropout 0.1",
                       lambda: attention_check(first, "bf16", 0.1, sizes, device)))  # fmt: skip
+    length_scale_from = max(2, first[2] // 4)  # L0 = L/4: three quarters of the rows are scaled
     for dtype in DTYPES:
-        items.append(Item(f"attention {next(iter(sizes.attention))} {dtype} length scaling (forward)",
-                          lambda t=dtype: length_scaling_check(first, t, device)))  # fmt: skip
+        items.append(Item(f"attention {next(iter(sizes.attention))} {dtype} length scaling from {length_scale_from}",
+                          lambda t=dtype: attention_check(first, t, 0.0, sizes, device, length_scale_from)))  # fmt: skip
     for dtype in DTYPES:
         items.append(Item(f"bottleneck {dtype}", lambda t=dtype: bottleneck_check(t, sizes, device)))
         items.append(Item(f"factor loss {dtype}", lambda t=dtype: factor_loss_check(t, sizes, device)))

@@ -116,27 +116,31 @@ def test_noncontiguous_inputs(device):
 
 
 @pytest.mark.parametrize("name", ["base", "L>>W", "bidirectional-shift", "p2c-only"])
-def test_length_scaling_forward_matches_oracle(name, device):
-    """Log-length scaling (evaluation only): each row's scale × max(1, ln(i+1)/ln L0) inside the kernel."""
+def test_length_scaling_matches_oracle(name, device):
+    """Log-length scaling: row i's scores × max(1, ln(i+1)/ln L0), in the forward and in all five
+    gradients (the dq kernel scales its rows, the dk/dv kernel its columns)."""
     B, H, L, d, window, shift, causal, c2p, p2c = CASES[name]
-    inputs, _ = make_inputs(B, H, L, d, window, device, c2p=c2p, p2c=p2c, seed=5 + len(name))
+    inputs, do = make_inputs(B, H, L, d, window, device, c2p=c2p, p2c=p2c, seed=5 + len(name))
     kw = dict(window=window, shift=shift, causal=causal, length_scale_from=6)
-    with torch.no_grad():
-        out = relpos_attention(*[None if t is None else t.to(device, torch.float32) for t in inputs], **kw)
-    want = relpos_attention_reference(*inputs, **kw)
-    assert_matches([out], [want], atol=1e-4, rtol=1e-4)
+    got, want, _ = run_both(inputs, do, torch.float32, device, **kw)
+    assert_matches(got, want, atol=1e-4, rtol=1e-4)
     plain = relpos_attention_reference(*inputs, window=window, shift=shift, causal=causal)
-    assert (want - plain).abs().max() > 1e-2  # the scaling changes the rows it should
+    assert (want[0] - plain).abs().max() > 1e-2  # the scaling changes the rows it should
 
 
-def test_length_scaling_refuses_gradients(device):
+def test_length_scaling_with_dropout_matches_oracle(device):
+    inputs, do = make_inputs(1, 2, 40, 16, 8, device, seed=11)
+    mask = dropout_keep_mask(1234, 1, 2, 40, 0.25, device=device).cpu()
+    kw = dict(window=8, dropout_p=0.25, length_scale_from=5)
+    got, want, _ = run_both(inputs, do, torch.float32, device, mask=mask, seed=1234, **kw)
+    assert_matches(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_length_scaling_refuses_l0_below_2(device):
     inputs, _ = make_inputs(1, 1, 12, 8, 4, device)
-    kernel_in = leaves(inputs, torch.float32, device)
-    with pytest.raises(ValueError, match="evaluation"):
-        relpos_attention(*kernel_in, window=4, length_scale_from=4)
-    with pytest.raises(ValueError, match="length_scale_from"):
-        with torch.no_grad():
-            relpos_attention(*kernel_in, window=4, length_scale_from=1)
+    for bad in (1, -3):
+        with pytest.raises(ValueError, match="length_scale_from"):
+            relpos_attention(*leaves(inputs, torch.float32, device), window=4, length_scale_from=bad)
 
 
 # --------------------------------------------------------------------------------------------------

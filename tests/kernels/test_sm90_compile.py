@@ -62,7 +62,8 @@ def test_the_launched_attentions_cover_the_shipped_configs_and_every_table_row()
     for kernel in ("fwd", "dq", "dkdv"):
         for dtype in ("bf16", "fp32"):
             for d in (24, 64, 128):
-                assert {(dtype, d, 64, True, 0, dropout, kernel) for dropout in (True, False)} <= launched
-            assert (dtype, 16, 8, True, 0, False, kernel) in launched
-    rows = {(kernel, dtype, relpos_attention._pow2(d)) for dtype, d, _, _, _, _, kernel in launched}
+                assert {(dtype, d, 64, True, 0, dropout, False, kernel) for dropout in (True, False)} <= launched
+            assert (dtype, 16, 8, True, 0, False, False, kernel) in launched
+        assert ("bf16", 24, 64, True, 0, True, True, kernel) in launched  # log-length scaling, trained in
+    rows = {(kernel, dtype, relpos_attention._pow2(d)) for dtype, d, _, _, _, _, _, kernel in launched}
     assert rows == set(relpos_attention.SM90_CONFIGS)
