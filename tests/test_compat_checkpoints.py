@@ -311,6 +311,15 @@ def test_unsupported_upstream_configs(change, match):
         model_config_from_upstream(dict(UPSTREAM_MODEL_CONFIG, **change), (7, 129, 2, 25, 2, 2))
 
 
+def test_a_length_scaled_model_has_no_upstream_config():
+    from fastrecur.compat.configs import model_config_to_upstream
+
+    cfg = model_config_from_upstream(UPSTREAM_MODEL_CONFIG, (7, 129, 2, 25, 2, 2))
+    assert model_config_to_upstream(cfg)["relpos_win_size"] == cfg.relpos_window
+    with pytest.raises(ConfigError, match="length_scaling"):
+        model_config_to_upstream(cfg.replace(length_scaling=16))
+
+
 def test_relpos_flags_map_to_the_right_terms():
     cfg = model_config_from_upstream(dict(UPSTREAM_MODEL_CONFIG, relpos_q_k_enabled=[True, False]), (7, 129, 2, 25, 2, 2))
     assert cfg.relpos_c2p and not cfg.relpos_p2c

@@ -389,16 +389,17 @@ def test_divergence_is_caught_when_the_metrics_are_logged(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "checkpoint.pt")  # nothing was ever good enough to save
 
 
-def test_demo_sweeps_the_shipped_model_with_and_without_length_scaling(tmp_path, capsys):
+def test_demo_sweeps_both_shipped_models(tmp_path, capsys):
     from fastrecur.commands.demo import _sweep_pretrained
 
     _sweep_pretrained(torch.device("cpu"), show_progress=False, num_graphs=4, sizes=[8, 16], out_root=str(tmp_path))
     out = capsys.readouterr().out
-    assert "shipped model 'pretrained-cpu'" in out and "scaling from L0 = 48 tokens" in out
-    plain = json.load(open(tmp_path / "pretrained-cpu" / "sweep" / "sweep.json"))["results"]
-    scaled = json.load(open(tmp_path / "pretrained-cpu" / "sweep-length-scaling" / "sweep.json"))["results"]
-    assert [r["num_nodes"] for r in plain] == [8, 16] and [r["num_nodes"] for r in scaled] == [16]  # n = 8: identity
-    assert plain[0]["length_scaling"] == 0 and scaled[0]["length_scaling"] == 48
+    assert "shipped model 'pretrained-cpu' (trained 40000 steps on the CPU, the authors' model" in out
+    assert "shipped model 'pretrained-cpu-scaled' (fine-tuned 3000 steps" in out and "L0 = 16 tokens trained in" in out
+    authors = json.load(open(tmp_path / "pretrained-cpu" / "sweep" / "sweep.json"))["results"]
+    scaled = json.load(open(tmp_path / "pretrained-cpu-scaled" / "sweep" / "sweep.json"))["results"]
+    assert [r["num_nodes"] for r in authors] == [r["num_nodes"] for r in scaled] == [8, 16]
+    assert authors[0]["length_scaling"] == 0 and scaled[0]["length_scaling"] == 16
 
 
 def test_demo_command_prints_the_table_floors_and_verdict(tmp_path, capsys):

@@ -80,6 +80,11 @@ def model_config_to_upstream(cfg: ModelConfig) -> dict:
             f"only the recurrent model with relative positions has the authors' checkpoint format, not "
             f"architecture={cfg.architecture!r} with positions={cfg.positions!r}"
         )
+    if cfg.length_scaling:
+        raise ConfigError(
+            f"model.length_scaling={cfg.length_scaling} (log-length attention scaling) has no counterpart in the "
+            "authors' model: its checkpoint would not compute what this model computes"
+        )
     return {
         "attention_type": "softmax",
         "attn_pdrop": cfg.attn_dropout,
