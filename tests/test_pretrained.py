@@ -79,3 +79,6 @@ def test_eval_and_sweep_take_length_scaling_by_name(tmp_path, capsys):
     assert "scaling from L0 = 40 tokens" in capsys.readouterr().out
     assert json.load(open(tmp_path / "sweep.json"))["results"][0]["length_scaling"] == 40
     assert main([*args, "--length-scaling", "x"]) == 2
+    capsys.readouterr()
+    assert main(["sweep", "pretrained-cpu-scaled", "--sizes", "8", "--num-graphs", "8", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert "scaling from L0 = 16 tokens, trained in" in capsys.readouterr().out

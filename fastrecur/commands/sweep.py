@@ -59,10 +59,10 @@ def run(args) -> int:
     else:
         out_dir = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "sweep")
     paths = write_sweep(results, out_dir, train_size)
-    if cfg.eval.length_scaling:
-        print(f"log-length attention scaling from L0 = {cfg.eval.length_scaling} tokens (not in the authors' model)")
-    elif cfg.model.length_scaling:
-        print(f"log-length attention scaling from L0 = {cfg.model.length_scaling} tokens, trained in (not in the authors' model)")
+    in_effect = results[0]["length_scaling"] if results else 0  # the model's own L0 unless eval names one
+    if in_effect:
+        trained_in = "" if cfg.eval.length_scaling else ", trained in"
+        print(f"log-length attention scaling from L0 = {in_effect} tokens{trained_in} (not in the authors' model)")
     print(format_table(results, train_size))
     print(f"results: {paths['json']}  {paths['csv']}\nplots:   {paths['plot_size']}  {paths['plot_iters']}")
     return 0
