@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .errors import FastrecurError
+from .host_memory import keep_freed_host_memory
 
 COMMAND_MODULES = ["gen_data", "train", "evaluate", "sweep", "compare", "demo", "interpret"]
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_host_memory()  # CPU evaluation of long graphs otherwise spends most of its time faulting pages in
     try:
         return int(args.run(args) or 0)
     except FastrecurError as exc:

@@ -18,7 +18,8 @@ Metrics (factors 0–3 only, pad positions count as correct, docs/method.md §6.
 
 * ``fully_solved`` — the headline "% completely solved": the final state equals the solved label
   at every position;
-* ``factor_acc`` — per-factor accuracy over all (sample, position);
+* ``factor_acc`` — per-factor accuracy over the real (non-pad) positions, so that it does not depend
+  on how the set is batched (each batch keeps the columns up to its longest graph);
 * ``value_acc`` / ``value_acc_by_depth`` — VALUE accuracy over the RHS slots (the node values), overall
   and per node depth;
 * ``per_iteration`` — after each iteration t: ``fully_solved``, ``value_acc``, and
@@ -44,6 +45,7 @@ from .data import SCORED_FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDatase
 from .errors import ConfigError
 from .evaluate_cot import CoTEvaluator
 from .model import RecurrentTransformer, length_scale_in_effect, length_scaling_context
+from .host_memory import MMAP_THRESHOLD
 from .profiling import nvtx_range
 from .recurrence import decode, reset_dead_factors
 
@@ -57,6 +59,10 @@ def iteration_budget(settings: EvalSettings, max_input_depth: int) -> int:
     if settings.policy == "fixed":
         return settings.fixed_iters
     return settings.max_iters
+
+
+# One score tensor of a CPU evaluation at most: larger blocks glibc maps afresh at every allocation.
+MAX_SCORE_BYTES = MMAP_THRESHOLD
 
 
 def make_evaluator(model, cfg: RunConfig, device: torch.device, backend: Optional[Backend] = None, settings: Optional[EvalSettings] = None):
@@ -127,8 +133,9 @@ class Evaluator:
         sample_depth = depth_from_input.max(dim=1).values  # [N]
         budget = 1 if self.feedforward else iteration_budget(self.settings, int(sample_depth.max()))
         acc = _Accumulator(budget, ds.vocab.sizes[VALUE])
-        for start in range(0, len(ds), self.settings.batch_size):
-            batch = ds[start : start + self.settings.batch_size]
+        rows = self._rows_per_batch(int(ds.lengths.max()))
+        for start in range(0, len(ds), rows):
+            batch = ds[start : start + rows]
             final, per_iter_states, used = self._rollout(batch, budget)
             acc.add(batch, final, per_iter_states, used)
             if progress is not None:
@@ -142,6 +149,16 @@ class Evaluator:
             "max": int(sample_depth.max()),
         }
         return result
+
+    def _rows_per_batch(self, length: int) -> int:
+        """``eval.batch_size``, but on the CPU no more graphs than keep one ``[B, H, L, L]`` float32
+        score tensor within ``MAX_SCORE_BYTES``: larger ones are mapped and faulted in afresh at every
+        allocation (fastrecur/host_memory.py). Graphs are independent, so results do not change."""
+        rows = self.settings.batch_size
+        if self.device.type == "cpu":
+            per_graph = 4 * self.model.config.num_heads * length * length
+            rows = max(1, min(rows, MAX_SCORE_BYTES // per_graph))
+        return rows
 
     def _rollout(self, batch: GraphDataset, budget: int):
         """Run one batch; returns the final states, the state after each iteration, iterations used."""
@@ -208,7 +225,7 @@ class _Accumulator:
         rhs = depth >= 0
         B = final.shape[0]
         self.n += B
-        self.positions += B * L
+        self.positions += int((~pad).sum())
 
         def scored(state, target):
             """bool [B, L, 4]: factors 0–3 correct, pads counted correct."""
@@ -221,7 +238,7 @@ class _Accumulator:
         self.nontrivial += (~trivial).sum().item()
         self.nontrivial_solved += (solved & ~trivial).sum().item()
         self.constant_counts += torch.bincount(constant[trivial].cpu(), minlength=len(self.constant_counts))[: len(self.constant_counts)]
-        self.factor_correct += ok.sum(dim=(0, 1)).double().cpu()
+        self.factor_correct += (ok & ~pad.unsqueeze(-1)).sum(dim=(0, 1)).double().cpu()
         value_ok = final[..., VALUE] == labels[..., VALUE]
         self.value_correct += (value_ok & rhs).sum().item()
         self.value_count += rhs.sum().item()

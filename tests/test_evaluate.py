@@ -87,6 +87,7 @@ def test_fixed_policy_runs_exactly_n(graphs):
 def test_iteration_counts_never_read_labels(graphs):
     budget = evaluate(OracleModel(graphs), graphs)["iterations"]["budget"]
     tampered = graphs[:]
+    tampered.info = tampered.info.clone()  # a slice shares storage: leave the module's fixture intact
     tampered.info[..., 0] = 40  # nonsense depths in the label info
     assert int(input_depth(tampered.tokens, tampered.vocab).max()) + 2 == budget
 
@@ -147,3 +148,40 @@ def test_authors_validation_file_scores_100_percent_with_a_perfect_model(upstrea
     result = Evaluator(OracleModel(ds), EvalSettings(batch_size=4), CPU).evaluate(ds)
     assert result["num_graphs"] == 8 and result["fully_solved"] == 1.0
     assert result["iterations"]["budget"] == int(ds.depth.max()) + 2  # depth read from the inputs
+
+
+def test_cpu_batches_keep_score_tensors_small_without_changing_results(graphs, monkeypatch):
+    """On the CPU the evaluator splits eval.batch_size so that one [B, H, L, L] float32 score tensor
+    stays within MAX_SCORE_BYTES (fastrecur/host_memory.py); graphs are independent, so a random
+    model scores exactly the same however the set is split."""
+    import fastrecur.evaluate as evaluate_module
+    from fastrecur.model import ModelConfig, RecurrentTransformer
+
+    torch.manual_seed(0)
+    model = RecurrentTransformer(ModelConfig(vocab_sizes=graphs.vocab.sizes, hidden_size=32, num_heads=4, num_layers=2))
+    L = int(graphs.lengths.max())
+    whole = Evaluator(model, EvalSettings(batch_size=24), CPU)
+    assert whole._rows_per_batch(L) == 24  # 24 × 4 × 72² × 4 bytes is far below 32 MiB
+    before = whole.evaluate(graphs)
+    monkeypatch.setattr(evaluate_module, "MAX_SCORE_BYTES", 5 * 4 * 4 * L * L)  # room for 5 graphs
+    split = Evaluator(model, EvalSettings(batch_size=24), CPU)
+    assert split._rows_per_batch(L) == 5 and split._rows_per_batch(4 * L) == 1
+    calls = []
+    forward = model.forward
+    model.forward = lambda x, **kw: calls.append(x.shape[0]) or forward(x, **kw)
+    after = split.evaluate(graphs)
+    assert max(calls) == 5
+    assert 0.0 < before["value_acc"] < 1.0  # a random model: the comparison below can fail
+    assert after == before
+
+
+def test_freed_host_memory_is_kept_on_linux():
+    import platform
+    import sys
+
+    from fastrecur.host_memory import keep_freed_host_memory
+
+    applied = keep_freed_host_memory()
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied is True
+    assert keep_freed_host_memory() is applied  # idempotent

@@ -400,6 +400,7 @@ def test_demo_sweeps_both_shipped_models(tmp_path, capsys):
     scaled = json.load(open(tmp_path / "pretrained-cpu-scaled" / "sweep" / "sweep.json"))["results"]
     assert [r["num_nodes"] for r in authors] == [r["num_nodes"] for r in scaled] == [8, 16]
     assert authors[0]["length_scaling"] == 0 and scaled[0]["length_scaling"] == 16
+    assert out.count("sweep: ") == 2  # each shipped model's sweep time
 
 
 def test_demo_command_prints_the_table_floors_and_verdict(tmp_path, capsys):
@@ -414,5 +415,6 @@ def test_demo_command_prints_the_table_floors_and_verdict(tmp_path, capsys):
     assert "trained 12 steps" in out and "in distribution (16 fresh graphs" in out
     assert "non-trivial" in out and "floor" in out and "generalization: in distribution ≥ 99 %:" in out
     assert "n = 12 ≥ 95 %: NOT met" in out  # twice the demo's 6-node training graphs, after 12 steps
+    assert "evaluation and sweep: " in out and "total time " in out
     assert (tmp_path / "sweep" / "sweep.json").is_file()
     assert main(["demo", "--out", str(tmp_path / "x"), "--threads", "0"]) != 0

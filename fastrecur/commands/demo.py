@@ -60,6 +60,7 @@ def run(args) -> int:
         f"checkpoint {trainer.checkpoint_path}"
     )
 
+    eval_start = time.perf_counter()
     evaluator = make_evaluator(trainer.model, cfg, trainer.device, trainer.backend)
     in_dist = evaluator.evaluate(in_distribution_dataset(cfg, cfg.sweep.num_graphs))
     print(
@@ -77,6 +78,7 @@ def run(args) -> int:
     print(format_table(results, train_size))
     print(f"plots: {paths['plot_size']}  {paths['plot_iters']}\nresults: {paths['json']}")
     print(_verdict(in_dist, results, train_size))
+    print(f"evaluation and sweep: {time.perf_counter() - eval_start:.0f}s")
 
     if not args.no_pretrained:
         _sweep_pretrained(trainer.device, show_progress=not args.no_progress)
@@ -131,9 +133,11 @@ def _sweep_shipped(name: str, device, show_progress: bool, num_graphs: int, size
         f"\nshipped model '{name}' ({what}; {task['num_nodes']}-node graphs mod {task['mod_val']}, "
         f"depth ≤ {task['max_depth']}; docs/learning.md §5), {cfg.sweep.num_graphs} graphs per size:"
     )
+    start = time.perf_counter()
     results = run_sweep(model, cfg, device, show_progress=show_progress)
     write_sweep(results, os.path.join(out_root, name, "sweep"), task["num_nodes"])
     print(format_table(results, task["num_nodes"]))
+    print(f"sweep: {time.perf_counter() - start:.0f}s")
 
 
 def _device_name(cfg) -> str:

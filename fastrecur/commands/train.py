@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..config import EMBEDDED_CONFIGS
 from .options import add_nvtx_option, enable_nvtx_if_asked
 
 NAME = "train"
@@ -12,7 +13,7 @@ HELP = "train a model with algorithmic supervision and error correction"
 
 def add_arguments(parser) -> None:
     add_nvtx_option(parser)
-    parser.add_argument("config", help="embedded config (paper, tiny, demo, tiny-compare, pretrained-cpu), a YAML file, or a directory with the authors' *_config.yaml")
+    parser.add_argument("config", help=f"embedded config ({', '.join(EMBEDDED_CONFIGS)}), a YAML file, or a directory with the authors' *_config.yaml")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200 model.hidden_size=64")
     parser.add_argument("--resume", metavar="CKPT", help="continue from a fastrecur checkpoint (out_dir/checkpoint.pt)")
     parser.add_argument("--out", metavar="DIR", help="output folder (overrides train.out_dir)")
