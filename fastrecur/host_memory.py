@@ -4,9 +4,10 @@ PyTorch takes CPU tensors from ``malloc``. By default glibc serves blocks above 
 most 32 MiB) threshold with a fresh ``mmap`` and unmaps them when freed, and trims the heap's free
 top back to the OS: every next tensor of that size then faults its pages in again, and the kernel
 zeroes them. Evaluating long graphs on the CPU allocates several ``[B, H, L, L]`` score tensors per
-layer and iteration, so that was most of its time: sweeping the shipped model at n = 64 (333 tokens)
-spent 16.6 s in the kernel beside 11.1 s of user time, and 0.2 s once freed memory was kept and each
-score tensor held ≤ 32 MiB (docs/learning.md §4, ``bench/test_cpu_sweep.py``). The evaluator keeps
+layer and iteration, so that was most of its time: evaluating the shipped model on 32 graphs at n = 64
+(333 tokens) spent 15.1 s in the kernel beside 11.6 s of user time (13.5 s wall on 2 cores), and
+0.1 s (5.1 s wall) once freed memory was kept and each score tensor held ≤ 32 MiB
+(docs/learning.md §4, ``bench/test_cpu_sweep.py``). The evaluator keeps
 its score tensors within that size on the CPU (``fastrecur.evaluate.MAX_SCORE_BYTES``).
 """
 
