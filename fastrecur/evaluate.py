@@ -44,8 +44,8 @@ from .diagnostics import constant_answer_graphs
 from .data import SCORED_FACTORS, SYN_PAD, SYNTAX, VALUE, DagConfig, GraphDataset, Vocab, generate_dataset, input_depth, teacher_states
 from .errors import ConfigError
 from .evaluate_cot import CoTEvaluator
-from .model import RecurrentTransformer, length_scale_in_effect, length_scaling_context
 from .host_memory import MMAP_THRESHOLD
+from .model import RecurrentTransformer, length_scale_in_effect, length_scaling_context
 from .profiling import nvtx_range
 from .recurrence import decode, reset_dead_factors
 
